@@ -1,0 +1,3 @@
+from ganzoo.callbacks.samples import SampleGrid
+
+__all__ = ["SampleGrid"]

@@ -1,0 +1,128 @@
+"""What the entry points do, given a composed config: build, train, sample.
+
+``src/train.py`` and ``src/sample.py`` only compose the config (Hydra) and call these, so tests can run
+the same code on a config composed in-process.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from ganzoo.callbacks.samples import image_grid, save_png
+from ganzoo.data.idx import DataError
+from ganzoo.models.base import AdversarialModule
+
+log = logging.getLogger("ganzoo")
+
+# The parts of a run's config that rebuild its model; stored (resolved) in every checkpoint.
+_BUILD_KEYS = ("model", "loss", "data")
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint is missing, unreadable or not a ganzoo checkpoint."""
+
+
+USER_ERRORS = (DataError, CheckpointError, ValueError, InstantiationException)
+
+
+def report_user_errors(task: Callable[[DictConfig], Any], cfg: DictConfig) -> Any:
+    """Run ``task``; a user error (bad data, bad value, bad config) ends the process with its message
+    alone instead of a traceback (set GANZOO_TRACEBACK=1 to see the traceback)."""
+    import os
+
+    try:
+        return task(cfg)
+    except USER_ERRORS as err:
+        if os.environ.get("GANZOO_TRACEBACK"):
+            raise
+        message = str(err).strip()
+        if isinstance(err, InstantiationException) and err.__cause__ is not None:
+            message = f"{message.splitlines()[0]} {err.__cause__}"
+        print(f"error: {message}", file=sys.stderr)
+        raise SystemExit(1) from None
+
+
+def build_model(cfg: DictConfig) -> AdversarialModule:
+    """The LightningModule of a config: model nets + optimizers from ``cfg.model``, objective from ``cfg.loss``."""
+    model = instantiate(cfg.model, loss=instantiate(cfg.loss))
+    model.config = {key: OmegaConf.to_container(cfg[key], resolve=True) for key in _BUILD_KEYS}
+    return model
+
+
+def build_trainer(cfg: DictConfig) -> pl.Trainer:
+    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
+    loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c is not None]
+    return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+
+
+def train(cfg: DictConfig) -> dict[str, float]:
+    """Train one run; returns the last logged metrics (the sweep objective reads these)."""
+    pl.seed_everything(cfg.seed, workers=True)
+    datamodule = instantiate(cfg.data)
+    model = build_model(cfg)
+    trainer = build_trainer(cfg)
+    for logger in trainer.loggers:
+        logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+    trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+    if trainer.is_global_zero:
+        log.info("finished: %d generator / %d critic iterations; %s", model.gen_step, model.disc_step, metrics)
+    return metrics
+
+
+def load_checkpoint(path: str | Path, map_location: str = "cpu") -> dict[str, Any]:
+    """Load a ganzoo checkpoint safely (``weights_only``: tensors and plain containers, no pickled code)."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist; pass ckpt_path=<run dir>/checkpoints/last.ckpt")
+    try:
+        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:  # truncated zip, pickle with code, ...: all mean "not loadable"
+        raise CheckpointError(f"checkpoint {path} cannot be loaded ({type(err).__name__}: {err})") from err
+    if not isinstance(checkpoint, dict) or "ganzoo" not in checkpoint or "state_dict" not in checkpoint:
+        raise CheckpointError(f"{path} is not a ganzoo checkpoint (no 'ganzoo' section); use one from train.py")
+    return checkpoint
+
+
+def load_model(path: str | Path, map_location: str = "cpu") -> AdversarialModule:
+    """Rebuild the trained module of a checkpoint from the config stored inside it."""
+    checkpoint = load_checkpoint(path, map_location)
+    model = build_model(OmegaConf.create(checkpoint["ganzoo"]["config"]))
+    model.load_state_dict(checkpoint["state_dict"])
+    model.on_load_checkpoint(checkpoint)
+    return model.eval()
+
+
+def to_uint8(images: torch.Tensor) -> np.ndarray:
+    """[-1, 1] floats (N, C, H, W) -> uint8 (N, H, W) for one channel, (N, H, W, C) otherwise."""
+    pixels = ((images.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    pixels = pixels[:, 0] if pixels.shape[1] == 1 else pixels.permute(0, 2, 3, 1)
+    return pixels.numpy()
+
+
+def sample(cfg: DictConfig) -> Path:
+    """Write ``cfg.n`` generated samples to ``cfg.out`` (npz with ``images``) and a PNG grid beside it."""
+    if cfg.n < 1:
+        raise ValueError(f"n must be >= 1, got {cfg.n}")
+    torch.manual_seed(cfg.seed)
+    model = load_model(cfg.ckpt_path, map_location=cfg.device).to(cfg.device)
+    images = model.sample(cfg.n, batch_size=cfg.batch_size)
+    out = Path(cfg.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp.npz")
+    np.savez_compressed(tmp, images=to_uint8(images))
+    tmp.replace(out)
+    grid_path = save_png(image_grid(images[: cfg.grid_size]), out.with_suffix(".png"))
+    log.info("wrote %d samples to %s and a grid to %s", cfg.n, out, grid_path)
+    return out
