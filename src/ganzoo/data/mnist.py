@@ -68,8 +68,9 @@ def _download(folder: str, roots: list[Path]) -> None:
         for train in (True, False):
             getattr(datasets, folder)(str(target), train=train, download=True)
     except Exception as err:  # network errors come in many types; the message says what to do
+        reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
         raise DataError(
-            f"{folder} is missing under {target / folder / 'raw'} and downloading it failed ({err}); "
+            f"{folder} is missing under {target / folder / 'raw'} and downloading it failed ({reason}); "
             f"copy the four IDX .gz files there by hand, or point GANZOO_DATA_DIR at a folder holding them"
         ) from err
 
@@ -140,7 +141,12 @@ class IDXDataModule(pl.LightningDataModule):
         sampler = DistributedSampler(
             self.train_set, num_replicas=world, rank=rank, shuffle=True, seed=self.seed, drop_last=True
         )
-        return DataLoader(self.train_set, batch_size=self.batch_size, sampler=sampler, drop_last=True)
+        # Its own generator: creating an iterator draws a worker base seed, which must not come from
+        # (and shift) the global RNG that the model's noise is drawn from, or resumes would diverge.
+        loader_rng = torch.Generator().manual_seed(self.seed)
+        return DataLoader(
+            self.train_set, batch_size=self.batch_size, sampler=sampler, drop_last=True, generator=loader_rng
+        )
 
     def held_out(self) -> TensorDataset:
         """The official test split, for evaluation (never trained on)."""
