@@ -14,9 +14,10 @@ from pathlib import Path
 import numpy as np
 import pytorch_lightning as pl
 import torch
-from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
+from torch.utils.data import DataLoader, TensorDataset
 
 from ganzoo.data.idx import DataError, read_idx
+from ganzoo.data.loading import seeded_loader
 
 _FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
@@ -134,19 +135,7 @@ class IDXDataModule(pl.LightningDataModule):
             self.test_set = self._load("test")
 
     def train_dataloader(self) -> DataLoader:
-        # An explicit (seed, epoch)-determined shuffle, sharded by rank: the data order is the same
-        # after a resume and across runs; Lightning calls set_epoch on it every epoch.
-        trainer = self.trainer
-        world, rank = (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
-        sampler = DistributedSampler(
-            self.train_set, num_replicas=world, rank=rank, shuffle=True, seed=self.seed, drop_last=True
-        )
-        # Its own generator: creating an iterator draws a worker base seed, which must not come from
-        # (and shift) the global RNG that the model's noise is drawn from, or resumes would diverge.
-        loader_rng = torch.Generator().manual_seed(self.seed)
-        return DataLoader(
-            self.train_set, batch_size=self.batch_size, sampler=sampler, drop_last=True, generator=loader_rng
-        )
+        return seeded_loader(self.train_set, self.batch_size, self.seed, self.trainer)
 
     def held_out(self) -> TensorDataset:
         """The official test split, for evaluation (never trained on)."""

@@ -1,0 +1,425 @@
+"""Reversible encoding of a mixed-type table into one float matrix for a GAN, fit on the training split only.
+
+Categorical columns become one-hot spans (one softmax head each). Continuous columns are scaled by one of:
+
+- ``minmax``: the training range mapped onto [-1, 1] (a tanh head);
+- ``standard``: zero mean, unit variance (a linear head);
+- ``mode_specific``: CTGAN's mode-specific normalisation (Xu et al. 2019, "Modeling Tabular Data using
+  Conditional GAN", section 4.2). A variational Gaussian mixture (``BayesianGaussianMixture``, at most 10
+  modes, modes of weight below 0.005 dropped) is fit per column; a value x is encoded as a mode k sampled
+  from its posterior, as a one-hot, plus the scalar (x - mu_k) / (4 sigma_k) clipped to [-1, 1].
+
+Two deviations from the paper keep the encoding of the training data lossless: the mixture is fit on a
+subsample (``gmm_max_rows``) for speed, then any training value farther than 4 sigma from every mode widens
+the nearest mode; and the mode is sampled only among modes within 4 sigma of the value, so no value is clipped.
+
+Missing values: a numeric column gets a 2-way (observed, missing) softmax span and the training mean in
+its scalar slot, and is NaN again after decoding; a categorical column gets an explicit missing category.
+Decoding a softmax span *samples* from its probabilities by default: an argmax would never emit a
+category that is rarely the most probable one, and rare categories would vanish from generated tables.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.mixture import BayesianGaussianMixture
+
+from ganzoo.data.idx import DataError
+from ganzoo.data.tabular_schema import CATEGORICAL, DATETIME, Schema
+
+SOFTMAX, TANH, LINEAR = "softmax", "tanh", "linear"
+DECODES = ("sample", "argmax")
+_EPOCH = pd.Timestamp("1970-01-01")
+_DATETIME_UNITS = ("D", "s", "ms", "us")
+
+
+@dataclass(frozen=True)
+class Span:
+    """A slice of the encoded row that one generator head produces: ``kind`` says its activation."""
+
+    column: str
+    kind: str
+    start: int
+    width: int
+
+    @property
+    def slice(self) -> slice:
+        return slice(self.start, self.start + self.width)
+
+
+def pick(probs: np.ndarray, decode: str, rng: np.random.Generator) -> np.ndarray:
+    """Row-wise index into ``probs`` (n, k): sampled in proportion to the (clipped, renormalised) values, or argmax."""
+    if decode == "argmax":
+        return probs.argmax(axis=1)
+    weights = np.clip(probs, 0.0, None)
+    totals = weights.sum(axis=1, keepdims=True)
+    weights = np.where(totals > 0, weights / np.where(totals > 0, totals, 1.0), 1.0 / probs.shape[1])
+    u = 1.0 - rng.random((len(weights), 1))  # in (0, 1], so a zero-probability first entry is never drawn
+    return np.minimum((weights.cumsum(axis=1) < u).sum(axis=1), probs.shape[1] - 1)
+
+
+def one_hot(index: np.ndarray, width: int) -> np.ndarray:
+    return np.eye(width)[index]
+
+
+def parse_numeric(series: pd.Series, column: str) -> np.ndarray:
+    """float64 values of a column; a cell that is neither empty nor a number is a DataError naming it."""
+    if pd.api.types.is_bool_dtype(series.dtype):
+        series = series.astype(float)
+    numbers = pd.to_numeric(series, errors="coerce")
+    bad = numbers.isna() & series.notna()
+    if bad.any():
+        row = bad.idxmax()
+        raise DataError(
+            f"column {column!r}: cannot parse {series[row]!r} (row {row}) as a number; "
+            f"fix the cell, or list the column in data.categorical"
+        )
+    return numbers.to_numpy(dtype=float, na_value=np.nan)
+
+
+def parse_datetime(series: pd.Series, column: str) -> pd.Series:
+    """Datetime values of a column; a cell that is neither empty nor a date is a DataError naming it."""
+    if pd.api.types.is_datetime64_any_dtype(series.dtype):
+        return series
+    parsed = pd.to_datetime(series, errors="coerce")
+    bad = parsed.isna() & series.notna()
+    if bad.any():
+        row = bad.idxmax()
+        raise DataError(f"column {column!r}: cannot parse {series[row]!r} (row {row}) as a date; fix the cell")
+    return parsed
+
+
+class MinMaxScaler:
+    """The training range mapped onto [-1, 1]; decoding clips to that range."""
+
+    def fit(self, x: np.ndarray, rng: np.random.Generator) -> None:
+        self.low = float(x.min())
+        self.half_range = float(x.max() - x.min()) / 2 or 1.0
+
+    def spans(self) -> list[tuple[str, int]]:
+        return [(TANH, 1)]
+
+    def encode(self, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        return ((x - self.low) / self.half_range - 1.0)[:, None]
+
+    def decode(self, block: np.ndarray, decode: str, rng: np.random.Generator) -> np.ndarray:
+        return (np.clip(block[:, 0], -1.0, 1.0) + 1.0) * self.half_range + self.low
+
+
+class StandardScaler:
+    """Zero mean and unit variance over the training values."""
+
+    def fit(self, x: np.ndarray, rng: np.random.Generator) -> None:
+        self.mean = float(x.mean())
+        self.std = float(x.std()) or 1.0
+
+    def spans(self) -> list[tuple[str, int]]:
+        return [(LINEAR, 1)]
+
+    def encode(self, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        return ((x - self.mean) / self.std)[:, None]
+
+    def decode(self, block: np.ndarray, decode: str, rng: np.random.Generator) -> np.ndarray:
+        return block[:, 0] * self.std + self.mean
+
+
+class ModeSpecificScaler:
+    """CTGAN's mode-specific normalisation (Xu et al. 2019, section 4.2); see the module docstring."""
+
+    def __init__(self, max_modes: int = 10, weight_threshold: float = 0.005, max_rows: int = 5000) -> None:
+        self.max_modes, self.weight_threshold, self.max_rows = max_modes, weight_threshold, max_rows
+
+    def fit(self, x: np.ndarray, rng: np.random.Generator) -> None:
+        sample = rng.choice(x, self.max_rows, replace=False) if len(x) > self.max_rows else x
+        mixture = BayesianGaussianMixture(
+            n_components=min(self.max_modes, len(np.unique(sample))),
+            covariance_type="spherical",  # in one dimension all types are the same model; this one is cheapest
+            weight_concentration_prior_type="dirichlet_process",
+            weight_concentration_prior=0.001,
+            max_iter=100,
+            random_state=int(rng.integers(2**31)),
+        )
+        with warnings.catch_warnings():
+            # A few EM rounds find the modes; full convergence on heavy-tailed columns is not needed.
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            mixture.fit(sample[:, None])
+        keep = mixture.weights_ > self.weight_threshold
+        self.means = mixture.means_[keep, 0]
+        self.stds = np.sqrt(mixture.covariances_[keep].reshape(-1))
+        self.log_weights = np.log(mixture.weights_[keep] / mixture.weights_[keep].sum())
+        self._cover(x)
+
+    def _cover(self, x: np.ndarray) -> None:
+        """Widen the nearest mode of every training value beyond 4 sigma of all modes, so none is clipped."""
+        z = np.abs(x[:, None] - self.means) / self.stds
+        outside = (z > 4.0).all(axis=1)
+        nearest = z[outside].argmin(axis=1)
+        needed = np.abs(x[outside] - self.means[nearest]) / 4.0
+        np.maximum.at(self.stds, nearest, needed)
+
+    def spans(self) -> list[tuple[str, int]]:
+        return [(TANH, 1), (SOFTMAX, len(self.means))]
+
+    def encode(self, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        mode = pick(self._posterior(x), "sample", rng)
+        alpha = np.clip((x - self.means[mode]) / (4.0 * self.stds[mode]), -1.0, 1.0)
+        return np.hstack([alpha[:, None], one_hot(mode, len(self.means))])
+
+    def _posterior(self, x: np.ndarray) -> np.ndarray:
+        """p(mode | x) over the modes within 4 sigma of x (the nearest mode alone when none is)."""
+        z = (x[:, None] - self.means) / self.stds
+        log_p = self.log_weights - np.log(self.stds) - 0.5 * z**2
+        reachable = np.abs(z) <= 4.0
+        none = ~reachable.any(axis=1)
+        reachable[none, np.abs(z[none]).argmin(axis=1)] = True
+        log_p = np.where(reachable, log_p, -np.inf)
+        p = np.exp(log_p - log_p.max(axis=1, keepdims=True))
+        return p / p.sum(axis=1, keepdims=True)
+
+    def decode(self, block: np.ndarray, decode: str, rng: np.random.Generator) -> np.ndarray:
+        mode = pick(block[:, 1:], decode, rng)
+        return np.clip(block[:, 0], -1.0, 1.0) * 4.0 * self.stds[mode] + self.means[mode]
+
+
+SCALERS = {"minmax": MinMaxScaler, "standard": StandardScaler, "mode_specific": ModeSpecificScaler}
+
+
+class ContinuousColumn:
+    """A numeric column: a scaler, an optional log1p, and a missing indicator when training had NaNs."""
+
+    def __init__(self, name: str, scaler: MinMaxScaler | StandardScaler | ModeSpecificScaler, log1p: bool = False):
+        self.name, self.scaler, self.log1p = name, scaler, log1p
+
+    def _values(self, series: pd.Series) -> np.ndarray:
+        x = parse_numeric(series, self.name)
+        if not self.log1p:
+            return x
+        if (x <= -1).any():
+            raise DataError(f"column {self.name!r} has values <= -1, so data.log1p cannot apply to it")
+        return np.log1p(x)
+
+    def fit(self, series: pd.Series, rng: np.random.Generator) -> None:
+        self.dtype = series.dtype
+        x = self._values(series)
+        missing = np.isnan(x)
+        if missing.all():
+            raise DataError(f"column {self.name!r} has no values in the training split; add it to data.drop")
+        observed = x[~missing]
+        raw = np.expm1(observed) if self.log1p else observed
+        self.whole = pd.api.types.is_integer_dtype(self.dtype) or bool(np.all(raw == np.round(raw)))
+        self.has_missing = bool(missing.any())
+        self.fill = float(observed.mean())
+        self.scaler.fit(observed, rng)
+
+    def spans(self) -> list[tuple[str, int]]:
+        return self.scaler.spans() + [(SOFTMAX, 2)] * self.has_missing
+
+    def encode(self, series: pd.Series, rng: np.random.Generator) -> np.ndarray:
+        x = self._values(series)
+        missing = np.isnan(x)
+        if missing.any() and not self.has_missing:
+            raise DataError(
+                f"column {self.name!r} is empty at row {series.index[missing.argmax()]}, but it had no missing "
+                f"values in the training split; fill the cell or refit on data that has missing values"
+            )
+        blocks = [self.scaler.encode(np.where(missing, self.fill, x), rng)]
+        if self.has_missing:
+            blocks.append(one_hot(missing.astype(int), 2))
+        return np.hstack(blocks)
+
+    def decode(self, block: np.ndarray, decode: str, rng: np.random.Generator) -> pd.Series:
+        width = sum(w for _, w in self.scaler.spans())
+        x = self.scaler.decode(block[:, :width], decode, rng)
+        if self.log1p:
+            x = np.expm1(x)
+        if self.whole:
+            x = np.round(x)
+        if self.has_missing:
+            x[pick(block[:, width:], decode, rng) == 1] = np.nan
+        dtype = self.dtype if pd.api.types.is_numeric_dtype(self.dtype) else np.float64
+        return pd.Series(x, name=self.name).astype(dtype)
+
+
+class DatetimeColumn:
+    """A date/time column modelled as a continuous number of days since 1970-01-01."""
+
+    def __init__(self, name: str, days: ContinuousColumn) -> None:
+        self.name, self.days = name, days
+
+    def _days(self, series: pd.Series) -> pd.Series:
+        times = parse_datetime(series, self.name)
+        epoch = _EPOCH.tz_localize(times.dt.tz) if times.dt.tz is not None else _EPOCH
+        return (times - epoch) / pd.Timedelta(days=1)
+
+    def fit(self, series: pd.Series, rng: np.random.Generator) -> None:
+        times = parse_datetime(series, self.name)
+        self.dtype, self.tz = times.dtype, times.dt.tz
+        observed = times.dropna()
+        self.unit = next((u for u in _DATETIME_UNITS if (observed.dt.round(u) == observed).all()), None)
+        self.days.fit(self._days(times), rng)
+
+    def spans(self) -> list[tuple[str, int]]:
+        return self.days.spans()
+
+    def encode(self, series: pd.Series, rng: np.random.Generator) -> np.ndarray:
+        return self.days.encode(self._days(series), rng)
+
+    def decode(self, block: np.ndarray, decode: str, rng: np.random.Generator) -> pd.Series:
+        epoch = _EPOCH.tz_localize(self.tz) if self.tz is not None else _EPOCH
+        times = epoch + pd.to_timedelta(self.days.decode(block, decode, rng), unit="D")
+        if self.unit is not None:
+            times = times.dt.round(self.unit)
+        return times.astype(self.dtype).rename(self.name)
+
+
+class CategoricalColumn:
+    """A discrete column: one-hot over the training categories, plus a missing category when training had NaNs."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def fit(self, series: pd.Series, rng: np.random.Generator) -> None:
+        self.dtype = series.dtype
+        values = pd.unique(series.dropna().to_numpy(dtype=object))
+        try:
+            self.categories = sorted(values)
+        except TypeError:  # mixed types that do not order: keep the order of first appearance
+            self.categories = list(values)
+        self.has_missing = bool(series.isna().any())
+
+    @property
+    def width(self) -> int:
+        return len(self.categories) + self.has_missing
+
+    def spans(self) -> list[tuple[str, int]]:
+        return [(SOFTMAX, self.width)]
+
+    def indices(self, series: pd.Series) -> np.ndarray:
+        """Category index of every row (the missing category last); unseen values are a DataError."""
+        index = pd.Index(self.categories, dtype=object).get_indexer(series.to_numpy(dtype=object))
+        missing = series.isna().to_numpy()
+        unknown = (index < 0) & ~missing
+        if unknown.any():
+            value = series.iloc[unknown.argmax()]
+            shown = ", ".join(map(repr, self.categories[:10])) + (", ..." if len(self.categories) > 10 else "")
+            raise DataError(
+                f"column {self.name!r}: unknown category {value!r} (row {series.index[unknown.argmax()]}), "
+                f"not in the training split; known: {shown}"
+            )
+        if missing.any() and not self.has_missing:
+            raise DataError(
+                f"column {self.name!r} is empty at row {series.index[missing.argmax()]}, but it had no missing "
+                f"values in the training split, so it has no missing category"
+            )
+        index[missing] = len(self.categories)
+        return index
+
+    def encode(self, series: pd.Series, rng: np.random.Generator) -> np.ndarray:
+        return one_hot(self.indices(series), self.width)
+
+    def decode(self, block: np.ndarray, decode: str, rng: np.random.Generator) -> pd.Series:
+        labels = np.array([*self.categories, np.nan], dtype=object)[pick(block, decode, rng)]
+        return pd.Series(labels, name=self.name, dtype=object).astype(self.dtype)
+
+
+Column = ContinuousColumn | DatetimeColumn | CategoricalColumn
+
+
+class TableTransformer:
+    """Fit on a training DataFrame; ``transform`` to a float matrix, ``inverse_transform`` back to a DataFrame.
+
+    ``output_info`` lists the spans of the encoded row in order, for the generator's output heads:
+    a softmax per categorical column, mode indicator and missing indicator; tanh or linear scalars.
+    Transforms are deterministic given ``seed`` (the mode sampling of ``mode_specific`` is random).
+    """
+
+    def __init__(
+        self,
+        schema: Schema,
+        continuous_encoding: str = "mode_specific",
+        max_modes: int = 10,
+        mode_weight_threshold: float = 0.005,
+        gmm_max_rows: int = 5000,
+        seed: int = 0,
+    ) -> None:
+        if continuous_encoding not in SCALERS:
+            raise ValueError(f"data.continuous_encoding must be one of {list(SCALERS)}, got {continuous_encoding!r}")
+        self.schema, self.continuous_encoding, self.seed = schema, continuous_encoding, seed
+        self.mode_options = {
+            "max_modes": max_modes,
+            "weight_threshold": mode_weight_threshold,
+            "max_rows": gmm_max_rows,
+        }
+        self.columns: dict[str, Column] = {}
+        self.output_info: list[Span] = []
+        self._ranges: dict[str, slice] = {}
+
+    def _column(self, name: str, kind: str) -> Column:
+        if kind == CATEGORICAL:
+            return CategoricalColumn(name)
+        options = self.mode_options if self.continuous_encoding == "mode_specific" else {}
+        continuous = ContinuousColumn(name, SCALERS[self.continuous_encoding](**options), name in self.schema.log1p)
+        return DatetimeColumn(name, continuous) if kind == DATETIME else continuous
+
+    def fit(self, df: pd.DataFrame) -> TableTransformer:
+        """Fit every column of the schema on ``df`` (the training split)."""
+        self._check_columns(df)
+        rng = np.random.default_rng(self.seed)
+        self.columns = {name: self._column(name, kind) for name, kind in self.schema.kinds.items()}
+        self.output_info, self._ranges, start = [], {}, 0
+        for name, column in self.columns.items():
+            column.fit(df[name], rng)
+            first = start
+            for kind, width in column.spans():
+                self.output_info.append(Span(name, kind, start, width))
+                start += width
+            self._ranges[name] = slice(first, start)
+        return self
+
+    @property
+    def output_dim(self) -> int:
+        return sum(span.width for span in self.output_info)
+
+    def transform(self, df: pd.DataFrame, seed: int | None = None) -> np.ndarray:
+        """Encode ``df`` as float64 (rows, output_dim); ``seed`` defaults to the transformer's."""
+        self._check_columns(df)
+        rng = np.random.default_rng(self.seed if seed is None else seed)
+        return np.hstack([column.encode(df[name], rng) for name, column in self.columns.items()])
+
+    def inverse_transform(self, data: np.ndarray, decode: str = "sample", seed: int | None = None) -> pd.DataFrame:
+        """Decode rows of the encoded space (real or generated) into a DataFrame like the training table.
+
+        Softmax spans hold probabilities; ``decode="sample"`` draws from them, ``"argmax"`` takes the largest.
+        """
+        if decode not in DECODES:
+            raise ValueError(f"decode must be one of {DECODES}, got {decode!r}")
+        if hasattr(data, "detach"):  # a torch tensor straight from a generator
+            data = data.detach().cpu().numpy()
+        data = np.asarray(data, dtype=np.float64)
+        if data.ndim != 2 or data.shape[1] != self.output_dim:
+            raise ValueError(f"expected an array of shape (rows, {self.output_dim}), got {data.shape}")
+        rng = np.random.default_rng(self.seed if seed is None else seed)
+        return pd.DataFrame(
+            {name: column.decode(data[:, self._ranges[name]], decode, rng) for name, column in self.columns.items()}
+        )
+
+    def indices(self, column: str, df: pd.DataFrame) -> np.ndarray:
+        """Category index of every row of a categorical column (e.g. the labels of a conditional GAN)."""
+        encoder = self.columns.get(column)
+        if not isinstance(encoder, CategoricalColumn):
+            raise DataError(f"{column!r} is not a categorical column; categorical: {self.schema.of_kind(CATEGORICAL)}")
+        return encoder.indices(df[column])
+
+    def categories(self, column: str) -> list:
+        """The labels of a categorical column in index order (NaN last when it has a missing category)."""
+        encoder = self.columns[column]
+        return [*encoder.categories, *[np.nan] * encoder.has_missing]
+
+    def _check_columns(self, df: pd.DataFrame) -> None:
+        if absent := [name for name in self.schema.columns if name not in df.columns]:
+            raise DataError(f"the table lacks the columns {absent} that the transformer was built for")

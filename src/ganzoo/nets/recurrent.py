@@ -1,0 +1,98 @@
+"""LSTM generator and discriminator for sequences, after RCGAN (Esteban et al. 2017).
+
+The generator reads fresh latent noise at every time step (plus the label embedding at every step when
+conditional) and emits ``channels`` values per step; the discriminator reads the sequence (plus the label
+embedding per step) and returns one logit per step (the paper's per-step BCE) or one per sample.
+On CPU, LSTMs support double backward (WGAN-GP); cuDNN's RNN backward does not, so on GPU a gradient
+penalty needs ``torch.backends.cudnn.flags(enabled=False)`` around the critic call.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def _label_embedding(num_classes: int, embed_dim: int) -> nn.Embedding | None:
+    if num_classes < 0 or (num_classes > 0 and embed_dim < 1):
+        raise ValueError(f"need num_classes >= 0 and embed_dim >= 1, got {num_classes} and {embed_dim}")
+    return nn.Embedding(num_classes, embed_dim) if num_classes > 0 else None
+
+
+def _with_labels(inputs: torch.Tensor, embed: nn.Embedding | None, labels: torch.Tensor | None) -> torch.Tensor:
+    """Concatenate the label embedding to every time step of ``inputs`` (B, T, F) when conditional."""
+    if embed is None:
+        if labels is not None:
+            raise ValueError("labels given to an unconditional net (num_classes=0)")
+        return inputs
+    if labels is None:
+        raise ValueError(f"this net is conditional on {embed.num_embeddings} classes: pass labels")
+    per_step = embed(labels).unsqueeze(1).expand(-1, inputs.shape[1], -1)
+    return torch.cat([inputs, per_step], dim=-1)
+
+
+class LSTMGenerator(nn.Module):
+    """Per-step noise z (B, seq_len, latent_dim) [+ label embedding] -> LSTM -> linear -> (B, seq_len, channels)."""
+
+    def __init__(
+        self,
+        latent_dim: int,
+        hidden: int = 100,
+        num_layers: int = 1,
+        seq_len: int = 30,
+        num_classes: int = 0,
+        embed_dim: int = 8,
+        channels: int = 1,
+        tanh: bool = True,
+    ) -> None:
+        super().__init__()
+        if min(latent_dim, hidden, num_layers, seq_len, channels) < 1:
+            raise ValueError(
+                f"latent_dim, hidden, num_layers, seq_len, channels must be >= 1, got "
+                f"{latent_dim}, {hidden}, {num_layers}, {seq_len}, {channels}"
+            )
+        # The latent of one sample; models draw z of shape (B, *latent_shape).
+        self.latent_shape = (seq_len, latent_dim)
+        self.embed = _label_embedding(num_classes, embed_dim)
+        in_features = latent_dim + (embed_dim if self.embed is not None else 0)
+        self.lstm = nn.LSTM(in_features, hidden, num_layers=num_layers, batch_first=True)
+        self.head = nn.Sequential(nn.Linear(hidden, channels), nn.Tanh() if tanh else nn.Identity())
+
+    def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        if z.dim() != 3 or z.shape[-1] != self.latent_shape[1]:
+            raise ValueError(f"z must be (batch, steps, {self.latent_shape[1]}), got {tuple(z.shape)}")
+        out, _ = self.lstm(_with_labels(z, self.embed, labels))
+        return self.head(out)
+
+
+class LSTMDiscriminator(nn.Module):
+    """Sequence (B, T, channels) [+ label embedding] -> LSTM -> logits (B, T) if ``per_step`` else (B,).
+
+    The per-sample score is read from the last step's hidden state.
+    """
+
+    def __init__(
+        self,
+        hidden: int = 100,
+        num_layers: int = 1,
+        num_classes: int = 0,
+        embed_dim: int = 8,
+        per_step: bool = True,
+        channels: int = 1,
+    ) -> None:
+        super().__init__()
+        if min(hidden, num_layers, channels) < 1:
+            raise ValueError(f"hidden, num_layers, channels must be >= 1, got {hidden}, {num_layers}, {channels}")
+        self.per_step = per_step
+        self.embed = _label_embedding(num_classes, embed_dim)
+        in_features = channels + (embed_dim if self.embed is not None else 0)
+        self.lstm = nn.LSTM(in_features, hidden, num_layers=num_layers, batch_first=True)
+        self.head = nn.Linear(hidden, 1)
+
+    def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        if x.dim() != 3:
+            raise ValueError(f"x must be (batch, steps, channels), got {tuple(x.shape)}")
+        out, _ = self.lstm(_with_labels(x, self.embed, labels))
+        if self.per_step:
+            return self.head(out).squeeze(-1)
+        return self.head(out[:, -1]).squeeze(-1)

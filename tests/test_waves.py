@@ -1,0 +1,94 @@
+"""The waves set (make_waves, WavesDataModule, its config) and the recurrent nets."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from conftest import compose_config
+from hydra.utils import instantiate
+
+from ganzoo.data.waves import WavesDataModule, make_waves
+from ganzoo.nets.recurrent import LSTMDiscriminator, LSTMGenerator
+
+
+def test_make_waves_shapes_ranges_labels():
+    x, labels, params = make_waves(50, seq_len=24, amp_range=(0.2, 0.5), freq_range=(2, 3), seed=1)
+    assert x.shape == (100, 24, 1) and x.dtype == torch.float32
+    assert labels.dtype == torch.int64 and labels.tolist() == [0] * 50 + [1] * 50
+    assert set(params) == {"freq", "amp", "phase"} and all(len(v) == 100 for v in params.values())
+    assert params["amp"].min() >= 0.2 and params["amp"].max() <= 0.5
+    assert params["freq"].min() >= 2 and params["freq"].max() <= 3
+    assert params["phase"].min() >= 0 and params["phase"].max() < 2 * np.pi
+    # Noise-free waves never exceed their amplitude; a sawtooth comes within one sample's rise of it.
+    assert (x.abs().amax(dim=(1, 2)).numpy() <= params["amp"] + 1e-6).all()
+    saw = labels == 1
+    assert np.allclose(x[saw].amax(dim=(1, 2)).numpy(), params["amp"][saw.numpy()], rtol=0.35)
+
+
+def test_make_waves_deterministic_from_seed():
+    first, second, other = (make_waves(20, seed=s)[0] for s in (3, 3, 4))
+    assert torch.equal(first, second)
+    assert not torch.allclose(first, other)
+
+
+def test_make_waves_rejects_bad_arguments():
+    with pytest.raises(ValueError, match="unknown wave shapes"):
+        make_waves(5, shapes=("sine", "triangle"))
+    with pytest.raises(ValueError, match="amp_range"):
+        make_waves(5, amp_range=(0.9, 0.1))
+
+
+def test_datamodule_splits_disjoint_deterministic_and_loader():
+    dm = WavesDataModule(n_per_class=200, val_fraction=0.1, test_fraction=0.2, batch_size=16, seed=7)
+    dm.setup()
+    sizes = {split: len(dm.dataset(split)) for split in ("train", "val", "test")}
+    assert sizes == {"train": 280, "val": 40, "test": 80} and dm.num_classes == 2
+    phases = [dm.params[split]["phase"] for split in ("train", "val", "test")]
+    assert all(len(np.intersect1d(a, b)) == 0 for a, b in [(phases[0], phases[1]), (phases[0], phases[2])])
+    again = WavesDataModule(n_per_class=200, val_fraction=0.1, test_fraction=0.2, batch_size=16, seed=7)
+    assert torch.equal(again.held_out().tensors[0], dm.held_out().tensors[0])
+    x, labels = next(iter(dm.train_dataloader()))
+    assert x.shape == (16, 30, 1) and labels.shape == (16,) and labels.dtype == torch.int64
+
+
+def test_config_composes_and_instantiates(tmp_path):
+    cfg = compose_config(["data=waves", "data.n_per_class=100", "seed=5"], tmp_path)
+    dm = instantiate(cfg.data)
+    assert isinstance(dm, WavesDataModule) and dm.seed == 5
+    assert (cfg.data.seq_len, cfg.data.channels) == (30, 1)
+    assert dm.held_out().tensors[0].shape == (20, 30, 1)
+
+
+@pytest.mark.parametrize("num_classes", [0, 2])
+def test_nets_shapes(num_classes):
+    labels = torch.tensor([0, 1, 1]) if num_classes else None
+    gen = LSTMGenerator(latent_dim=4, hidden=8, num_layers=2, seq_len=30, num_classes=num_classes)
+    x = gen(torch.randn(3, *gen.latent_shape), labels)
+    assert x.shape == (3, 30, 1) and x.abs().max() < 1
+    assert LSTMDiscriminator(hidden=8, num_classes=num_classes, per_step=True)(x, labels).shape == (3, 30)
+    assert LSTMDiscriminator(hidden=8, num_classes=num_classes, per_step=False)(x, labels).shape == (3,)
+
+
+def test_conditional_net_requires_labels():
+    with pytest.raises(ValueError, match="pass labels"):
+        LSTMDiscriminator(hidden=8, num_classes=2)(torch.randn(2, 30, 1))
+
+
+@pytest.mark.parametrize("per_step", [True, False])
+def test_double_backward_through_both_nets(per_step):
+    """WGAN-GP's penalty differentiates the critic's input gradient: needs double backward through the LSTMs."""
+    torch.manual_seed(0)
+    gen = LSTMGenerator(latent_dim=3, hidden=8, seq_len=30, num_classes=2)
+    critic = LSTMDiscriminator(hidden=8, num_classes=2, per_step=per_step)
+    labels = torch.tensor([0, 1, 0, 1])
+    z = torch.randn(4, *gen.latent_shape, requires_grad=True)
+    fake = gen(z, labels)
+    (grad_x,) = torch.autograd.grad(critic(fake, labels).sum(), fake, create_graph=True)
+    (grad_z,) = torch.autograd.grad(fake.sum(), z, create_graph=True)
+    penalty = ((grad_x.flatten(1).norm(dim=1) - 1) ** 2).mean() + grad_z.pow(2).mean()
+    penalty.backward()
+    for net in (gen, critic):
+        grads = [p.grad for p in net.lstm.parameters()]
+        assert all(g is not None and torch.isfinite(g).all() for g in grads)
+        assert sum(g.abs().sum() for g in grads) > 0
