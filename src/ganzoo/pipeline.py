@@ -112,16 +112,19 @@ def to_uint8(images: torch.Tensor) -> np.ndarray:
 
 
 def sample(cfg: DictConfig) -> Path:
-    """Write ``cfg.n`` generated samples to ``cfg.out`` (npz with ``images``) and a PNG grid beside it."""
+    """Write ``cfg.n`` generated samples to ``cfg.out`` (npz with ``images``, plus ``labels`` for conditional
+    models) and a PNG grid beside it."""
     if cfg.n < 1:
         raise ValueError(f"n must be >= 1, got {cfg.n}")
     torch.manual_seed(cfg.seed)
     model = load_model(cfg.ckpt_path, map_location=cfg.device).to(cfg.device)
-    images = model.sample(cfg.n, batch_size=cfg.batch_size)
+    labels = model.sample_conditions(cfg.n)  # None for unconditional models
+    images = model.sample(cfg.n, cond=labels, batch_size=cfg.batch_size)
+    arrays = {"images": to_uint8(images)} | ({} if labels is None else {"labels": labels.cpu().numpy()})
     out = Path(cfg.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp.npz")
-    np.savez_compressed(tmp, images=to_uint8(images))
+    np.savez_compressed(tmp, **arrays)
     tmp.replace(out)
     grid_path = save_png(image_grid(images[: cfg.grid_size]), out.with_suffix(".png"))
     log.info("wrote %d samples to %s and a grid to %s", cfg.n, out, grid_path)

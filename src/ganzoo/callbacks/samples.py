@@ -52,7 +52,7 @@ class SampleGrid(pl.Callback):
         self._last_written = pl_module.gen_step
         if not trainer.is_global_zero:
             return
-        grid = image_grid(pl_module.sample(latent=pl_module.fixed_noise))
+        grid = image_grid(pl_module.sample_fixed())
         path = save_png(grid, self.dirpath / f"gen_{pl_module.gen_step:07d}.png")
         save_png(grid, self.dirpath / "latest.png")
         for logger in trainer.loggers:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -71,30 +72,43 @@ class AdversarialModule(pl.LightningModule):
         device = self.device if generator is None else "cpu"
         return torch.randn(n, self.latent_dim, device=device, generator=generator)
 
-    def generate(self, latent: Tensor) -> Tensor:
-        return self.generator(latent)
+    def conditions(self, batch: Any) -> Tensor | None:
+        """What G and D are conditioned on in this batch (class labels for conditional variants).
 
-    def discriminate(self, x: Tensor) -> Tensor:
-        return self.discriminator(x)
+        Fakes are generated for the batch's own conditions, so they follow the data's label distribution.
+        """
+        return None
+
+    def sample_conditions(self, n: int, generator: torch.Generator | None = None) -> Tensor | None:
+        """Conditions to sample ``n`` examples with when none are given (e.g. uniform labels)."""
+        return None
+
+    def generate(self, latent: Tensor, cond: Tensor | None = None) -> Tensor:
+        return self.generator(latent) if cond is None else self.generator(latent, cond)
+
+    def discriminate(self, x: Tensor, cond: Tensor | None = None) -> Tensor:
+        """Raw critic scores: one per sample, or one per step (B, T) for per-step sequence critics."""
+        return self.discriminator(x) if cond is None else self.discriminator(x, cond)
 
     def real_inputs(self, batch: Any) -> Tensor:
         return batch[0] if isinstance(batch, list | tuple) else batch
 
     def discriminator_terms(self, batch: Any) -> Terms:
-        real = self.real_inputs(batch)
+        real, cond = self.real_inputs(batch), self.conditions(batch)
         with torch.no_grad():  # the critic step builds no graph through G
-            fake = self.generate(self.sample_latent(real.shape[0]))
-        real_logits, fake_logits = self.discriminate(real), self.discriminate(fake)
+            fake = self.generate(self.sample_latent(real.shape[0]), cond)
+        critic = partial(self.discriminate, cond=cond)
+        real_logits, fake_logits = critic(real), critic(fake)
         self._scores = {
             "d/real_score": real_logits.detach().mean(),
             "d/fake_score": fake_logits.detach().mean(),
         }
-        return self.loss.d_terms(real_logits, fake_logits) | self.loss.penalty_terms(self.discriminate, real, fake)
+        return self.loss.d_terms(real_logits, fake_logits) | self.loss.penalty_terms(critic, real, fake)
 
     def generator_terms(self, batch: Any) -> Terms:
-        n = self.real_inputs(batch).shape[0]
-        fake = self.generate(self.sample_latent(n))
-        return self.loss.g_terms(self.discriminate(fake))
+        cond = self.conditions(batch)
+        fake = self.generate(self.sample_latent(self.real_inputs(batch).shape[0]), cond)
+        return self.loss.g_terms(self.discriminate(fake, cond))
 
     # ---- the one loop ------------------------------------------------------------------------------
     def training_step(self, batch: Any, batch_idx: int) -> None:
@@ -133,16 +147,39 @@ class AdversarialModule(pl.LightningModule):
 
     # ---- sampling ------------------------------------------------------------------------------------
     @torch.no_grad()
-    def sample(self, n: int | None = None, latent: Tensor | None = None, batch_size: int = 1000) -> Tensor:
-        """Generated samples in eval mode (BatchNorm uses running statistics), on the CPU."""
+    def sample(
+        self,
+        n: int | None = None,
+        latent: Tensor | None = None,
+        cond: Tensor | None = None,
+        batch_size: int = 1000,
+    ) -> Tensor:
+        """Generated samples in eval mode (BatchNorm uses running statistics), on the CPU.
+
+        Give ``n`` (fresh noise) or ``latent``; conditional variants take ``cond`` (one per sample), else
+        draw it with :meth:`sample_conditions`.
+        """
         if latent is None:
             latent = self.sample_latent(n)
+        if cond is None:
+            cond = self.sample_conditions(len(latent))
+        latents = latent.split(batch_size)
+        conds = [None] * len(latents) if cond is None else cond.split(batch_size)
         was_training = self.generator.training
         self.generator.eval()
         try:
-            return torch.cat([self.generate(z.to(self.device)).float().cpu() for z in latent.split(batch_size)])
+            return torch.cat(
+                [
+                    self.generate(z.to(self.device), None if c is None else c.to(self.device)).float().cpu()
+                    for z, c in zip(latents, conds, strict=True)
+                ]
+            )
         finally:
             self.generator.train(was_training)
+
+    def sample_fixed(self) -> Tensor:
+        """Samples for the progress grids: the fixed noise (and, in conditional variants, fixed conditions)."""
+        return self.sample(latent=self.fixed_noise)
 
     # ---- state outside nn.Modules: counters, RNG, the build config ----------------------------------
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
