@@ -99,8 +99,8 @@ def load_model(path: str | Path, map_location: str = "cpu") -> AdversarialModule
     """Rebuild the trained module of a checkpoint from the config stored inside it."""
     checkpoint = load_checkpoint(path, map_location)
     model = build_model(OmegaConf.create(checkpoint["ganzoo"]["config"]))
+    model.on_load_checkpoint(checkpoint)  # before the weights, as Lightning does: it may build data-shaped nets
     model.load_state_dict(checkpoint["state_dict"])
-    model.on_load_checkpoint(checkpoint)
     return model.eval()
 
 
