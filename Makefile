@@ -35,3 +35,7 @@ format: install
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
+
+# Speed figures into bench/results.md (not a test: this machine is noisy; compare ratios within one run).
+bench: install
+	$(PY) bench/speed.py $(ARGS)

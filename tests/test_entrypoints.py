@@ -88,3 +88,15 @@ def test_sample_rejects_a_file_that_is_not_a_ganzoo_checkpoint(tmp_path):
     bogus.write_bytes(b"not a checkpoint")
     result = run_cli("sample.py", f"ckpt_path={bogus}", "n=5", f"out={tmp_path}/s.npz")
     assert result.returncode == 1 and result.stderr.startswith("error: checkpoint") and str(bogus) in result.stderr
+
+
+def test_default_logger_is_offline_wandb_with_config_losses_and_images(train_config, tmp_path, monkeypatch):
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    train(train_config("logger=wandb", "model=gan", "trainer.max_steps=8", "callbacks.samples.every_n_gen_steps=2"))
+    runs = list((tmp_path / "run" / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1, "expected exactly one offline W&B run"
+    # Offline runs keep config and history inside the binary .wandb log (protobuf records, strings stored raw).
+    log = next(runs[0].glob("run-*.wandb")).read_bytes()
+    assert b"MLPGenerator" in log and b"NonSaturatingLoss" in log  # the resolved run config
+    assert b"d/loss" in log and b"g/loss" in log  # the scalar history
+    assert list((runs[0] / "files" / "media" / "images").glob("samples_*.png")), "sample grids were not logged"

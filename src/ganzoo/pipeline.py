@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -60,25 +60,38 @@ def build_model(cfg: DictConfig) -> AdversarialModule:
     return model
 
 
-def build_trainer(cfg: DictConfig) -> pl.Trainer:
-    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
+def build_trainer(cfg: DictConfig, extra_callbacks: Sequence[pl.Callback] = ()) -> pl.Trainer:
+    callbacks = [*extra_callbacks] + [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c is not None]
     return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
 
 
-def train(cfg: DictConfig) -> dict[str, float]:
-    """Train one run; returns the last logged metrics (the sweep objective reads these)."""
+def train(cfg: DictConfig, extra_callbacks: Sequence[pl.Callback] = ()) -> dict[str, float]:
+    """Train one run; returns the last logged metrics (the sweep objective reads these).
+
+    ``extra_callbacks`` run before the configured ones (benchmarks, notebooks)."""
     pl.seed_everything(cfg.seed, workers=True)
     datamodule = instantiate(cfg.data)
     model = build_model(cfg)
-    trainer = build_trainer(cfg)
+    trainer = build_trainer(cfg, extra_callbacks)
     for logger in trainer.loggers:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
     trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    _close_wandb_runs(trainer)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
     if trainer.is_global_zero:
         log.info("finished: %d generator / %d critic iterations; %s", model.gen_step, model.disc_step, metrics)
     return metrics
+
+
+def _close_wandb_runs(trainer: pl.Trainer) -> None:
+    """Finish the W&B run now: Lightning leaves it open, so the next job of a multirun (same process)
+    would log into it, and an in-process caller would find its files unwritten."""
+    from pytorch_lightning.loggers import WandbLogger
+
+    for logger in trainer.loggers:
+        if isinstance(logger, WandbLogger) and trainer.is_global_zero:
+            logger.experiment.finish()
 
 
 def load_checkpoint(path: str | Path, map_location: str = "cpu") -> dict[str, Any]:
@@ -120,6 +133,8 @@ def sample(cfg: DictConfig) -> Path:
     model = load_model(cfg.ckpt_path, map_location=cfg.device).to(cfg.device)
     labels = model.sample_conditions(cfg.n)  # None for unconditional models
     images = model.sample(cfg.n, cond=labels, batch_size=cfg.batch_size)
+    if hasattr(model, "decode"):  # table models: decoded rows, not images
+        return write_table(model.decode(images, labels, seed=cfg.seed), Path(cfg.out))
     arrays = {"images": to_uint8(images)} | ({} if labels is None else {"labels": labels.cpu().numpy()})
     out = Path(cfg.out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -128,4 +143,20 @@ def sample(cfg: DictConfig) -> Path:
     tmp.replace(out)
     grid_path = save_png(image_grid(images[: cfg.grid_size]), out.with_suffix(".png"))
     log.info("wrote %d samples to %s and a grid to %s", cfg.n, out, grid_path)
+    return out
+
+
+def write_table(table: Any, out: Path) -> Path:
+    """Write a decoded table (a DataFrame) to ``out``: Parquet for ``.parquet`` / ``.pq``, else CSV."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp")
+    try:
+        if out.suffix in (".parquet", ".pq"):
+            table.to_parquet(tmp, index=False)
+        else:
+            table.to_csv(tmp, index=False)
+    except ImportError as err:
+        raise ValueError(f"writing {out.name} needs pyarrow or fastparquet (not installed); use a .csv out") from err
+    tmp.replace(out)
+    log.info("wrote %d rows to %s", len(table), out)
     return out

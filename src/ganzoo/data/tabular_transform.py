@@ -22,7 +22,8 @@ category that is rarely the most probable one, and rare categories would vanish 
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -423,3 +424,74 @@ class TableTransformer:
     def _check_columns(self, df: pd.DataFrame) -> None:
         if absent := [name for name in self.schema.columns if name not in df.columns]:
             raise DataError(f"the table lacks the columns {absent} that the transformer was built for")
+
+    def state_dict(self) -> dict[str, Any]:
+        """The fitted transformer as plain data (str, numbers, bools, None, lists, dicts), so it travels inside a
+        checkpoint that ``torch.load(weights_only=True)`` reads: no sklearn objects, no numpy object arrays."""
+        return {
+            "schema": asdict(self.schema),
+            "continuous_encoding": self.continuous_encoding,
+            "seed": self.seed,
+            "mode_options": dict(self.mode_options),
+            "columns": {name: _to_plain(column) for name, column in self.columns.items()},
+            "output_info": [asdict(span) for span in self.output_info],
+        }
+
+    @classmethod
+    def from_state_dict(cls, state: dict[str, Any]) -> TableTransformer:
+        """The fitted transformer that :meth:`state_dict` described; it encodes and decodes exactly as the original."""
+        transformer = cls(Schema(**state["schema"]), state["continuous_encoding"], seed=state["seed"])
+        transformer.mode_options = dict(state["mode_options"])
+        transformer.columns = {name: _from_plain(column) for name, column in state["columns"].items()}
+        transformer.output_info = [Span(**span) for span in state["output_info"]]
+        for span in transformer.output_info:
+            first = transformer._ranges.get(span.column, span.slice).start
+            transformer._ranges[span.column] = slice(first, span.start + span.width)
+        return transformer
+
+
+# ---- plain-data (de)serialisation of the fitted columns, for TableTransformer.state_dict -------------------------
+_STATEFUL = {
+    cls.__name__: cls
+    for cls in (MinMaxScaler, StandardScaler, ModeSpecificScaler, ContinuousColumn, DatetimeColumn, CategoricalColumn)
+}
+
+
+def _to_plain(value: Any) -> Any:
+    """A fitted column (or one of its attributes) as plain data: objects, arrays, dtypes, zones as tagged dicts."""
+    if isinstance(value, tuple(_STATEFUL.values())):
+        return {"__object__": type(value).__name__, "attributes": {k: _to_plain(v) for k, v in vars(value).items()}}
+    if isinstance(value, np.ndarray):
+        return {"__array__": value.tolist(), "dtype": str(value.dtype)}
+    if isinstance(value, pd.CategoricalDtype):
+        return {"__categorical__": _to_plain(value.categories.tolist()), "ordered": bool(value.ordered)}
+    if isinstance(value, np.dtype | pd.api.extensions.ExtensionDtype):
+        return {"__dtype__": str(value)}
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, list):
+        return [_to_plain(v) for v in value]
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    if hasattr(value, "utcoffset"):  # a datetime column's time zone
+        return {"__tz__": str(value)}
+    raise TypeError(f"cannot store a {type(value).__name__} in a transformer state: {value!r}")
+
+
+def _from_plain(value: Any) -> Any:
+    """The inverse of :func:`_to_plain`."""
+    if isinstance(value, list):
+        return [_from_plain(v) for v in value]
+    if not isinstance(value, dict):
+        return value
+    if "__object__" in value:
+        obj = object.__new__(_STATEFUL[value["__object__"]])
+        obj.__dict__.update({k: _from_plain(v) for k, v in value["attributes"].items()})
+        return obj
+    if "__array__" in value:
+        return np.asarray(value["__array__"], dtype=value["dtype"])
+    if "__categorical__" in value:
+        return pd.CategoricalDtype(_from_plain(value["__categorical__"]), ordered=value["ordered"])
+    if "__dtype__" in value:
+        return pd.api.types.pandas_dtype(value["__dtype__"])
+    return pd.Timestamp(0, tz=value["__tz__"]).tz

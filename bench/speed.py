@@ -1,0 +1,101 @@
+"""Training speed of each model on MNIST through the real config and Trainer; writes bench/results.md.
+
+    python bench/speed.py [--batches 120] [--warmup 20] [--models gan dcgan]
+
+One batch = one critic step + one generator step (n_critic=1), batch size 64, the default nets. Only
+the batches after the warm-up are timed. Ratios between rows come from one run on one machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+from conftest import compose_config  # noqa: E402  (the same composition the tests use)
+
+from ganzoo.pipeline import train  # noqa: E402
+
+
+class BatchTimer(pl.Callback):
+    def __init__(self, warmup: int) -> None:
+        self.warmup, self.start, self.end, self.timed = warmup, None, None, 0
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if batch_idx == self.warmup:
+            self.start = time.perf_counter()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if batch_idx >= self.warmup:
+            self.end, self.timed = time.perf_counter(), batch_idx - self.warmup + 1
+
+
+def measure(model: str, loss: str, batches: int, warmup: int, data_dir: str) -> float:
+    timer = BatchTimer(warmup)
+    with tempfile.TemporaryDirectory() as out:
+        cfg = compose_config(
+            [
+                f"model={model}",
+                f"loss={loss}",
+                "model.n_critic=1",
+                f"paths.data_dir={data_dir}",
+                "logger=none",
+                "~callbacks.progress",
+                "callbacks.samples.every_n_gen_steps=100000",
+                "trainer.enable_model_summary=false",
+                f"trainer.max_steps={2 * batches}",
+            ],
+            Path(out),
+        )
+        train(cfg, extra_callbacks=[timer])
+    return timer.timed / (timer.end - timer.start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batches", type=int, default=120)
+    parser.add_argument("--warmup", type=int, default=20)
+    parser.add_argument("--models", nargs="+", default=["gan", "dcgan"])
+    parser.add_argument("--losses", nargs="+", default=["nonsaturating", "wgan_gp"])
+    parser.add_argument("--out", default=str(ROOT / "bench" / "results.md"))
+    args = parser.parse_args()
+    data_dir = os.environ.get("GANZOO_DATA_DIR", str(ROOT / "data"))
+
+    rows = []
+    for model in args.models:
+        for loss in args.losses:
+            rate = measure(model, loss, args.batches, args.warmup, data_dir)
+            rows.append((model, loss, rate))
+            print(f"{model:8s} {loss:14s} {rate:7.2f} batches/s", flush=True)
+
+    base = rows[0][2]
+    stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    lines = [
+        "# Benchmarks",
+        "",
+        "## Training speed (MNIST, batch 64, n_critic=1: one batch = one D step + one G step)",
+        "",
+        f"`python bench/speed.py --batches {args.batches} --warmup {args.warmup}` on {stamp}; "
+        f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads. Timed after {args.warmup} warm-up batches; ratios are within this run.",
+        "",
+        "| model | loss | batches/s | generator iterations/s | relative to first row |",
+        "|---|---|---|---|---|",
+    ]
+    lines += [f"| {m} | {lo} | {r:.2f} | {r:.2f} | {r / base:.2f} |" for m, lo, r in rows]
+    Path(args.out).write_text("\n".join(lines) + "\n")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,135 @@
+"""Generator and critic for encoded tables (one row = concatenated spans of a ``TableTransformer``).
+
+The shapes follow CTGAN (Xu et al. 2019, "Modeling Tabular Data using Conditional GAN", section 4.4):
+the generator stacks residual blocks whose outputs are concatenated to their inputs, then activates each
+span of the row by its kind; the critic is an MLP with LeakyReLU and dropout that reads ``pac`` rows at
+once (PacGAN: Lin et al. 2018, "PacGAN: The power of two samples in generative adversarial networks").
+
+The nets know a row only as a list of ``(kind, width)`` spans, kind in ``softmax | tanh | linear``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+SPAN_KINDS = ("softmax", "tanh", "linear")
+CRITIC_NORMS = ("layer", "none")
+
+
+def with_condition(x: Tensor, cond: Tensor | None, num_classes: int) -> Tensor:
+    """``x`` with the one-hot of ``cond`` appended (``x`` itself when unconditional)."""
+    if num_classes == 0:
+        return x
+    if cond is None:
+        raise ValueError(f"this net is conditional on {num_classes} classes; pass cond (one label per row)")
+    return torch.cat([x, F.one_hot(cond.long(), num_classes).to(x.dtype)], dim=1)
+
+
+class Residual(nn.Module):
+    """CTGAN's residual block: ReLU(BN(Linear(x))) concatenated to x, so every block widens the features."""
+
+    def __init__(self, in_features: int, out_features: int) -> None:
+        super().__init__()
+        self.fc, self.bn = nn.Linear(in_features, out_features), nn.BatchNorm1d(out_features)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.cat([F.relu(self.bn(self.fc(x))), x], dim=1)
+
+
+class TabularGenerator(nn.Module):
+    """(z, condition one-hot) -> residual blocks -> one linear layer -> each span activated by its kind.
+
+    Softmax spans give probabilities (the critic reads them as they are, and decoding samples from them).
+    With ``gumbel_tau`` set, training draws Gumbel-softmax relaxed samples at that temperature instead, as
+    CTGAN does (tau 0.2); in eval mode the plain softmax is returned, whose categorical distribution is the
+    one the Gumbel-softmax samples come from (Jang et al. 2017).
+    """
+
+    def __init__(
+        self,
+        latent_dim: int,
+        spans: Sequence[tuple[str, int]],
+        num_classes: int = 0,
+        hidden: Sequence[int] = (256, 256),
+        gumbel_tau: float | None = None,
+    ) -> None:
+        super().__init__()
+        if latent_dim < 1:
+            raise ValueError(f"latent_dim must be >= 1, got {latent_dim}")
+        if gumbel_tau is not None and gumbel_tau <= 0:
+            raise ValueError(f"model.generator.gumbel_tau must be > 0 or null, got {gumbel_tau}")
+        if unknown := sorted({kind for kind, _ in spans} - set(SPAN_KINDS)):
+            raise ValueError(f"unknown span kinds {unknown}; expected {SPAN_KINDS}")
+        self.spans = [(kind, int(width)) for kind, width in spans]
+        self.num_classes, self.gumbel_tau = num_classes, gumbel_tau
+        blocks: list[nn.Module] = []
+        width = latent_dim + num_classes
+        for out in hidden:
+            blocks.append(Residual(width, out))
+            width += out
+        self.body = nn.Sequential(*blocks)
+        self.head = nn.Linear(width, sum(w for _, w in self.spans))
+
+    def forward(self, z: Tensor, cond: Tensor | None = None) -> Tensor:
+        raw = self.head(self.body(with_condition(z, cond, self.num_classes)))
+        blocks = raw.split([width for _, width in self.spans], dim=1)
+        return torch.cat([self._activate(kind, block) for (kind, _), block in zip(self.spans, blocks, strict=True)], 1)
+
+    def _activate(self, kind: str, logits: Tensor) -> Tensor:
+        if kind == "tanh":
+            return torch.tanh(logits)
+        if kind == "linear":
+            return logits
+        if self.training and self.gumbel_tau is not None:
+            return F.gumbel_softmax(logits, tau=self.gumbel_tau, hard=False, dim=1)
+        return F.softmax(logits, dim=1)
+
+
+class TabularCritic(nn.Module):
+    """(row, condition one-hot) x ``pac`` rows -> [Linear -> norm -> LeakyReLU(0.2) -> Dropout] -> one score.
+
+    No BatchNorm: it mixes the rows of a batch, which breaks the per-sample gradient penalty (WGAN-GP:
+    Gulrajani et al. 2017, section 4); ``norm`` is ``layer`` or ``none``. Packing (PacGAN) reshapes a batch
+    of B rows into B / pac critic inputs, each the concatenation of ``pac`` consecutive rows, and returns
+    one score per pack. Note that ganzoo's gradient penalty takes one gradient norm per row, so with
+    ``pac > 1`` it constrains each row of a pack, where CTGAN takes one norm per pack.
+    """
+
+    def __init__(
+        self,
+        data_dim: int,
+        num_classes: int = 0,
+        hidden: Sequence[int] = (256, 256),
+        norm: str = "none",
+        dropout: float = 0.5,
+        pac: int = 1,
+    ) -> None:
+        super().__init__()
+        if norm not in CRITIC_NORMS:
+            raise ValueError(f"model.discriminator.norm must be one of {CRITIC_NORMS} (no batch norm), got {norm!r}")
+        if pac < 1:
+            raise ValueError(f"model.discriminator.pac must be >= 1, got {pac}")
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"model.discriminator.dropout must be in [0, 1), got {dropout}")
+        self.num_classes, self.pac = num_classes, pac
+        layers: list[nn.Module] = []
+        width = (data_dim + num_classes) * pac
+        for out in hidden:
+            layers += [nn.Linear(width, out), nn.LayerNorm(out) if norm == "layer" else nn.Identity()]
+            layers += [nn.LeakyReLU(0.2), nn.Dropout(dropout)]
+            width = out
+        layers.append(nn.Linear(width, 1))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: Tensor, cond: Tensor | None = None) -> Tensor:
+        if x.shape[0] % self.pac:
+            raise ValueError(
+                f"a batch of {x.shape[0]} rows does not split into packs of model.discriminator.pac={self.pac}; "
+                f"make data.batch_size a multiple of {self.pac}"
+            )
+        rows = with_condition(x, cond, self.num_classes)
+        return self.net(rows.reshape(-1, self.pac * rows.shape[1])).squeeze(1)
