@@ -2,7 +2,7 @@
 
     python bench/speed.py [--batches 120] [--warmup 20] [--models gan dcgan]
 
-One batch = one critic step + one generator step (n_critic=1), batch size 64, the default nets. Only
+One batch = one critic step + one generator step (n_critic=1), the default batch size and nets. Only
 the batches after the warm-up are timed. Ratios between rows come from one run on one machine.
 """
 
@@ -40,7 +40,8 @@ class BatchTimer(pl.Callback):
             self.end, self.timed = time.perf_counter(), batch_idx - self.warmup + 1
 
 
-def measure(model: str, loss: str, batches: int, warmup: int, data_dir: str) -> float:
+def measure(model: str, loss: str, batches: int, warmup: int, data_dir: str) -> tuple[float, int]:
+    """(batches per second after the warm-up, batch size) of one configuration."""
     timer = BatchTimer(warmup)
     with tempfile.TemporaryDirectory() as out:
         cfg = compose_config(
@@ -58,7 +59,7 @@ def measure(model: str, loss: str, batches: int, warmup: int, data_dir: str) -> 
             Path(out),
         )
         train(cfg, extra_callbacks=[timer])
-    return timer.timed / (timer.end - timer.start)
+    return timer.timed / (timer.end - timer.start), cfg.data.batch_size
 
 
 def main() -> None:
@@ -74,25 +75,25 @@ def main() -> None:
     rows = []
     for model in args.models:
         for loss in args.losses:
-            rate = measure(model, loss, args.batches, args.warmup, data_dir)
+            rate, batch_size = measure(model, loss, args.batches, args.warmup, data_dir)
             rows.append((model, loss, rate))
-            print(f"{model:8s} {loss:14s} {rate:7.2f} batches/s", flush=True)
+            print(f"{model:8s} {loss:14s} {rate:7.2f} batches/s of {batch_size}", flush=True)
 
     base = rows[0][2]
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     lines = [
         "# Benchmarks",
         "",
-        "## Training speed (MNIST, batch 64, n_critic=1: one batch = one D step + one G step)",
+        f"## Training speed (MNIST, batch {batch_size}, n_critic=1: one batch = one D step + one G step)",
         "",
         f"`python bench/speed.py --batches {args.batches} --warmup {args.warmup}` on {stamp}; "
         f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, torch {torch.__version__}, "
         f"{torch.get_num_threads()} threads. Timed after {args.warmup} warm-up batches; ratios are within this run.",
         "",
-        "| model | loss | batches/s | generator iterations/s | relative to first row |",
+        "| model | loss | batches/s (= generator iterations/s) | images/s | relative to first row |",
         "|---|---|---|---|---|",
     ]
-    lines += [f"| {m} | {lo} | {r:.2f} | {r:.2f} | {r / base:.2f} |" for m, lo, r in rows]
+    lines += [f"| {m} | {lo} | {r:.2f} | {r * batch_size:.0f} | {r / base:.2f} |" for m, lo, r in rows]
     Path(args.out).write_text("\n".join(lines) + "\n")
     print(f"wrote {args.out}")
 
