@@ -10,6 +10,7 @@ import torch
 from pytorch_lightning.loggers import TensorBoardLogger, WandbLogger
 from torchvision.utils import make_grid, save_image
 
+from ganzoo.callbacks.plots import progress_figure
 from ganzoo.models.base import AdversarialModule
 
 
@@ -52,7 +53,9 @@ class SampleGrid(pl.Callback):
         self._last_written = pl_module.gen_step
         if not trainer.is_global_zero:
             return
-        grid = image_grid(pl_module.sample_fixed())
+        samples = pl_module.sample_fixed()
+        # Sequences (N, T, C) are drawn as line plots beside real ones; images (N, C, H, W) as a grid.
+        grid = progress_figure(trainer, pl_module, samples) if samples.dim() == 3 else image_grid(samples)
         path = save_png(grid, self.dirpath / f"gen_{pl_module.gen_step:07d}.png")
         save_png(grid, self.dirpath / "latest.png")
         for logger in trainer.loggers:
