@@ -25,3 +25,7 @@ def test_model_loss_pair_trains(train_config, tmp_path, model, loss):
     assert (ckpt["ganzoo"]["gen_step"], ckpt["ganzoo"]["disc_step"]) == (4, 8)
     assert ckpt["global_step"] == 12
     assert (tmp_path / "run/samples/latest.png").is_file()
+    if loss == "wgan":  # weight clipping ran after every critic step, on every critic parameter
+        critic = [t for k, t in ckpt["state_dict"].items() if k.startswith("discriminator.") and "running_" not in k]
+        critic = [t for t in critic if t.is_floating_point()]  # parameters, not BatchNorm statistics
+        assert max(t.abs().max().item() for t in critic) <= 0.01 + 1e-7
