@@ -125,8 +125,8 @@ def to_uint8(images: torch.Tensor) -> np.ndarray:
 
 
 def sample(cfg: DictConfig) -> Path:
-    """Write ``cfg.n`` generated samples to ``cfg.out`` (npz with ``images``, plus ``labels`` for conditional
-    models) and a PNG grid beside it."""
+    """Write ``cfg.n`` generated samples to ``cfg.out`` and a figure beside it: an npz with ``images`` (uint8)
+    or ``sequences`` (float, (N, T, C)), plus ``labels`` for conditional models; tables go to CSV."""
     if cfg.n < 1:
         raise ValueError(f"n must be >= 1, got {cfg.n}")
     torch.manual_seed(cfg.seed)
@@ -135,13 +135,19 @@ def sample(cfg: DictConfig) -> Path:
     images = model.sample(cfg.n, cond=labels, batch_size=cfg.batch_size)
     if hasattr(model, "decode"):  # table models: decoded rows, not images
         return write_table(model.decode(images, labels, seed=cfg.seed), Path(cfg.out))
-    arrays = {"images": to_uint8(images)} | ({} if labels is None else {"labels": labels.cpu().numpy()})
+    if images.dim() == 3:  # sequences (N, T, C): float values and a line-plot figure
+        from ganzoo.callbacks.plots import sequence_figure
+
+        arrays, figure = {"sequences": images.numpy()}, sequence_figure(images, labels)
+    else:
+        arrays, figure = {"images": to_uint8(images)}, image_grid(images[: cfg.grid_size])
+    arrays |= {} if labels is None else {"labels": labels.cpu().numpy()}
     out = Path(cfg.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp.npz")
     np.savez_compressed(tmp, **arrays)
     tmp.replace(out)
-    grid_path = save_png(image_grid(images[: cfg.grid_size]), out.with_suffix(".png"))
+    grid_path = save_png(figure, out.with_suffix(".png"))
     log.info("wrote %d samples to %s and a grid to %s", cfg.n, out, grid_path)
     return out
 

@@ -1,0 +1,108 @@
+"""Recurrent GANs for sequences: RGAN and its conditional form RCGAN (Esteban et al. 2017, "Real-valued
+(Medical) Time Series Generation with Recurrent Conditional GANs").
+
+Both use the base loop unchanged. What differs is the latent: fresh noise at every time step, shape
+(n, seq_len, latent_dim) (section 2.1), read by an LSTM generator. The LSTM discriminator scores every
+step (B, T); the losses average over all scores, which is the paper's per-step cross-entropy. RCGAN
+conditions G and D on the class label (section 2.2), fed to both at every step.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from ganzoo.losses import AdversarialLoss
+from ganzoo.models.base import AdversarialModule, OptimizerFactory
+from ganzoo.nets.recurrent import LSTMDiscriminator, LSTMGenerator
+
+# Critic ``norm`` settings that hold for an LSTM critic without any normalisation layer: nothing couples the
+# samples of a batch, which is what ``loss=wgan_gp`` asks for when it sets ``norm: layer``.
+BATCH_INDEPENDENT_NORMS = ("none", "layer")
+
+
+class CriticLSTM(LSTMDiscriminator):
+    """:class:`LSTMDiscriminator` that accepts the ``norm`` key shared by ganzoo's critic configs.
+
+    ``loss=wgan_gp`` sets ``model.discriminator.norm: layer`` so that the gradient penalty stays per
+    sample; this critic has no normalisation layer, so ``none`` and ``layer`` both hold as they are, and
+    ``batch`` (which it cannot honour) is an error.
+    """
+
+    def __init__(self, *args: Any, norm: str = "none", **kwargs: Any) -> None:
+        if norm not in BATCH_INDEPENDENT_NORMS:
+            raise ValueError(f"model.discriminator.norm must be one of {BATCH_INDEPENDENT_NORMS}, got {norm!r}")
+        super().__init__(*args, **kwargs)
+
+
+class RGAN(AdversarialModule):
+    """Recurrent GAN (Esteban et al. 2017, section 2.1): G maps per-step noise z_1..z_T to x_1..x_T.
+
+    The latent of one sample has the generator's ``latent_shape`` (seq_len, latent_dim).
+    """
+
+    def __init__(
+        self,
+        generator: LSTMGenerator,
+        discriminator: LSTMDiscriminator,
+        loss: AdversarialLoss,
+        latent_dim: int,
+        optimizer_g: OptimizerFactory,
+        optimizer_d: OptimizerFactory,
+        **kwargs: Any,
+    ) -> None:
+        if generator.latent_shape[1] != latent_dim:
+            raise ValueError(f"generator reads {generator.latent_shape[1]} noise features per step, not {latent_dim}")
+        super().__init__(generator, discriminator, loss, latent_dim, optimizer_g, optimizer_d, **kwargs)
+
+    def sample_latent(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        """Fresh N(0, I) noise at every step: (n, seq_len, latent_dim)."""
+        device = self.device if generator is None else "cpu"
+        return torch.randn(n, *self.generator.latent_shape, device=device, generator=generator)
+
+
+class RCGAN(RGAN):
+    """Recurrent conditional GAN (Esteban et al. 2017, section 2.2): G and D both read the class label.
+
+    Training fakes take the labels of the real batch; :meth:`sample` without labels draws them uniformly.
+    The progress figure uses fixed labels, ``fixed_labels`` (equal blocks of each class, in order), kept
+    in a buffer so they are saved with the fixed noise.
+    """
+
+    def __init__(
+        self,
+        generator: LSTMGenerator,
+        discriminator: LSTMDiscriminator,
+        loss: AdversarialLoss,
+        latent_dim: int,
+        optimizer_g: OptimizerFactory,
+        optimizer_d: OptimizerFactory,
+        num_classes: int,
+        **kwargs: Any,
+    ) -> None:
+        if num_classes < 2:
+            raise ValueError(f"model.num_classes must be >= 2 for a conditional model, got {num_classes}")
+        super().__init__(generator, discriminator, loss, latent_dim, optimizer_g, optimizer_d, **kwargs)
+        self.num_classes = num_classes
+        n_fixed = len(self.fixed_noise)
+        self.register_buffer("fixed_labels", torch.arange(n_fixed) * num_classes // n_fixed)
+
+    def conditions(self, batch: Any) -> Tensor:
+        """The batch's labels: a batch is (x, labels)."""
+        return batch[1]
+
+    def sample_conditions(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        """Uniform labels over the ``num_classes`` classes."""
+        device = self.device if generator is None else "cpu"
+        return torch.randint(self.num_classes, (n,), device=device, generator=generator)
+
+    def sample_fixed(self) -> Tensor:
+        return self.sample(latent=self.fixed_noise, cond=self.fixed_labels)
+
+    def setup(self, stage: str) -> None:
+        # Nets are built before the data: check that they embed as many classes as the data has.
+        data_classes = getattr(self.trainer.datamodule, "num_classes", None)
+        if data_classes is not None and data_classes != self.num_classes:
+            raise ValueError(f"model.num_classes={self.num_classes} but the data has {data_classes} classes")

@@ -1,0 +1,169 @@
+"""RGAN / RCGAN (Esteban et al. 2017) on the waves set: every loss through the composed config, sampling,
+the progress figure, the latent sweep, and (slow) conditional quality by TSTR."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from hydra.utils import instantiate
+from PIL import Image
+
+from ganzoo.callbacks.plots import latent_sweep, sweep_figure
+from ganzoo.data.waves import make_waves
+from ganzoo.losses import NonSaturatingLoss
+from ganzoo.metrics.sequence import sweep_smoothness, train_classifier, tstr_trts
+from ganzoo.models.rcgan import RCGAN, RGAN, CriticLSTM
+from ganzoo.nets.recurrent import LSTMGenerator
+from ganzoo.pipeline import build_model, build_trainer
+
+LOSSES = ["minimax", "nonsaturating", "wgan", "wgan_gp", "lsgan", "hinge"]
+# A small waves set and small nets: each run is a few batches.
+TINY = [
+    "data=waves",
+    "data.n_per_class=40",
+    "data.batch_size=16",
+    "logger=csv",
+    "trainer.log_every_n_steps=1",
+    "trainer.enable_model_summary=false",
+    "~callbacks.progress",
+    "model.generator.hidden=16",
+    "model.discriminator.hidden=16",
+]
+
+
+def fit(cfg) -> tuple[RGAN, dict[str, float], list[tuple[int, ...]]]:
+    """Train as pipeline.train does, recording the shape of every discriminator output."""
+    model = build_model(cfg)
+    shapes: list[tuple[int, ...]] = []
+    model.discriminator.register_forward_hook(lambda module, args, out: shapes.append(tuple(out.shape)))
+    trainer = build_trainer(cfg)
+    trainer.fit(model, datamodule=instantiate(cfg.data))
+    return model, {k: float(v) for k, v in trainer.callback_metrics.items()}, shapes
+
+
+@pytest.mark.parametrize("loss", LOSSES)
+def test_rcgan_trains_with_every_loss(train_config, tmp_path, loss):
+    cfg = train_config(*TINY, "model=rcgan", f"loss={loss}", "trainer.max_steps=6", "model.n_critic=2", fast=False)
+    model, metrics, shapes = fit(cfg)
+    # 6 optimizer steps with n_critic=2: 4 critic + 2 generator iterations, all losses finite.
+    assert (model.gen_step, model.disc_step) == (2, 4)
+    assert {"d/loss", "g/loss"} <= metrics.keys() and all(math.isfinite(v) for v in metrics.values()), metrics
+    assert shapes and all(s == (16, 30) for s in shapes)  # one logit per step
+    assert (tmp_path / "run/samples/latest.png").is_file()
+
+
+def test_rgan_trains_unconditional(train_config, tmp_path):
+    cfg = train_config(*TINY, "model=rgan", "trainer.max_steps=4", fast=False)
+    model, metrics, shapes = fit(cfg)
+    assert model.conditions(None) is None and model.sample_conditions(3) is None
+    assert all(math.isfinite(v) for v in metrics.values()) and all(s == (16, 30) for s in shapes)
+    assert model.sample(5).shape == (5, 30, 1)
+    assert (tmp_path / "run/samples/latest.png").is_file()
+
+
+@pytest.fixture
+def rcgan(train_config) -> RCGAN:
+    return build_model(train_config(*TINY, "model=rcgan", fast=False))
+
+
+def test_sampling_shapes_and_fixed_labels(rcgan):
+    labels = torch.tensor([0, 1, 1])
+    assert rcgan.sample(latent=rcgan.sample_latent(3), cond=labels).shape == (3, 30, 1)
+    assert rcgan.sample(5).shape == (5, 30, 1)  # labels drawn by sample_conditions
+    drawn = rcgan.sample_conditions(1000, generator=torch.Generator().manual_seed(0))
+    assert drawn.shape == (1000,) and set(drawn.tolist()) == {0, 1}
+    assert rcgan.sample_latent(4).shape == (4, 30, 5)  # per-step noise
+    assert rcgan.sample_fixed().shape == (16, 30, 1)
+    assert rcgan.fixed_labels.tolist() == [0] * 8 + [1] * 8
+    assert {"fixed_noise", "fixed_labels"} <= rcgan.state_dict().keys()  # saved in checkpoints
+
+
+def test_progress_figure_is_written_for_sequences(train_config, tmp_path):
+    cfg = train_config(*TINY, "model=rcgan", "trainer.max_steps=2", fast=False)
+    fit(cfg)
+    with Image.open(tmp_path / "run/samples/latest.png") as figure:
+        width, height = figure.size
+        assert figure.mode == "RGB" and width > 2 * height  # rows of line plots, not a 16-tile square grid
+        colours = set(figure.getdata())
+    assert len(colours) > 10  # lines drawn, not a blank canvas
+
+
+def test_latent_sweep_shapes_and_smoothness_input(rcgan):
+    sequences, positions = latent_sweep(rcgan, label=1, steps=5, span=2.0)
+    assert sequences.shape == (25, 30, 1) and positions.shape == (25, 2)
+    assert torch.equal(positions[:5, 0], torch.full((5,), -2.0)) and torch.equal(
+        positions[:5, 1], torch.linspace(-2, 2, 5)
+    )
+    again, _ = latent_sweep(rcgan, label=1, steps=5, span=2.0)
+    assert torch.equal(sequences, again)  # seeded
+    x, y, _ = make_waves(50, seed=0)
+    scores = sweep_smoothness(sequences[positions[:, 0] == 0], train_classifier(x, y, steps=20))  # middle row
+    assert set(scores) == {"sweep/rho_freq", "sweep/rho_amp", "sweep/label_flips"}
+    figure = sweep_figure(sequences, positions)
+    assert figure.shape[0] == 3 and figure.min() >= 0 and figure.max() <= 1
+
+
+def test_bad_settings_are_named(train_config):
+    with pytest.raises(ValueError, match="norm"):
+        CriticLSTM(hidden=8, norm="batch")
+    with pytest.raises(ValueError, match="num_classes"):
+        RCGAN(**_parts(latent_dim=5), num_classes=1)
+    with pytest.raises(ValueError, match="noise features"):
+        RCGAN(**_parts(latent_dim=4), num_classes=2)
+    cfg = train_config(*TINY, "model=rcgan", "model.num_classes=3", "trainer.max_steps=2", fast=False)
+    with pytest.raises(ValueError, match="the data has 2 classes"):
+        fit(cfg)
+
+
+def _parts(latent_dim: int) -> dict:
+    return dict(
+        generator=LSTMGenerator(latent_dim=5, hidden=8, num_classes=2),
+        discriminator=CriticLSTM(hidden=8, num_classes=2),
+        loss=NonSaturatingLoss(),
+        latent_dim=latent_dim,
+        optimizer_g=torch.optim.Adam,
+        optimizer_d=torch.optim.Adam,
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(reason="not yet reliable: 4000 batches of 32 gave TSTR 0.58 / TRTS 0.57 (2000 batches: 0.77 / 0.65)")
+def test_conditional_training_beats_chance_by_tstr(train_config):
+    """Esteban et al. 2017, section 5: a classifier trained on generated waves labels real ones."""
+    cfg = train_config(
+        "experiment=rcgan_waves",
+        "data.n_per_class=300",
+        "logger=none",
+        "~callbacks.samples",
+        "~callbacks.checkpoint",
+        "~callbacks.progress",
+        "trainer.enable_model_summary=false",
+        "+trainer.enable_progress_bar=false",
+        "trainer.max_steps=8000",  # 4000 batches
+        fast=False,
+    )
+    model, _, _ = fit(cfg)
+    real, labels = instantiate(cfg.data).held_out().tensors
+    torch.manual_seed(0)
+    fake_labels = model.sample_conditions(len(real))
+    fake = model.sample(len(real), cond=fake_labels)
+    tstr, trts, _ = tstr_trts(real, labels, fake, fake_labels)
+    assert tstr >= 0.8 and trts >= 0.8, (tstr, trts)
+
+
+def test_sample_cli_writes_labelled_sequences(train_config, tmp_path):
+    from conftest import run_cli
+
+    from ganzoo.pipeline import train
+
+    train(train_config(*TINY, "model=rcgan", "trainer.max_steps=4", fast=False))
+    out = tmp_path / "seq.npz"
+    result = run_cli("sample.py", f"ckpt_path={tmp_path}/run/checkpoints/last.ckpt", "n=20", f"out={out}")
+    assert result.returncode == 0, result.stderr[-2000:]
+    with np.load(out) as saved:
+        assert saved["sequences"].shape == (20, 30, 1) and saved["sequences"].dtype == np.float32
+        assert set(saved["labels"].tolist()) <= {0, 1} and len(saved["labels"]) == 20
+    assert Image.open(out.with_suffix(".png")).size[0] > 100
