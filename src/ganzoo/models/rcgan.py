@@ -71,20 +71,11 @@ class RCGAN(RGAN):
     in a buffer so they are saved with the fixed noise.
     """
 
-    def __init__(
-        self,
-        generator: LSTMGenerator,
-        discriminator: LSTMDiscriminator,
-        loss: AdversarialLoss,
-        latent_dim: int,
-        optimizer_g: OptimizerFactory,
-        optimizer_d: OptimizerFactory,
-        num_classes: int,
-        **kwargs: Any,
-    ) -> None:
+    def __init__(self, *args: Any, num_classes: int, **kwargs: Any) -> None:
+        """The arguments of :class:`RGAN`, plus the number of classes the nets embed."""
         if num_classes < 2:
             raise ValueError(f"model.num_classes must be >= 2 for a conditional model, got {num_classes}")
-        super().__init__(generator, discriminator, loss, latent_dim, optimizer_g, optimizer_d, **kwargs)
+        super().__init__(*args, **kwargs)
         self.num_classes = num_classes
         n_fixed = len(self.fixed_noise)
         self.register_buffer("fixed_labels", torch.arange(n_fixed) * num_classes // n_fixed)
