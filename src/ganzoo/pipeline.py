@@ -7,6 +7,7 @@ the same code on a config composed in-process.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -39,8 +40,6 @@ USER_ERRORS = (DataError, CheckpointError, ValueError, InstantiationException)
 def report_user_errors(task: Callable[[DictConfig], Any], cfg: DictConfig) -> Any:
     """Run ``task``; a user error (bad data, bad value, bad config) ends the process with its message
     alone instead of a traceback (set GANZOO_TRACEBACK=1 to see the traceback)."""
-    import os
-
     try:
         return task(cfg)
     except USER_ERRORS as err:

@@ -62,6 +62,7 @@ class AdversarialModule(pl.LightningModule):
         self.disc_step = 0  # critic iterations done
         self.config: dict[str, Any] | None = None  # resolved build config, stored in checkpoints for sample.py
         self._pending_rng: dict[str, Any] | None = None
+        self._scores: dict[str, Tensor] = {}  # critic score means of the last critic step, logged under d/
         # Fixed noise for sample grids: its own RNG, so grids are comparable across runs and resumes.
         fixed = self.sample_latent(n_fixed_samples, generator=torch.Generator().manual_seed(0))
         self.register_buffer("fixed_noise", fixed)
