@@ -6,6 +6,10 @@ generator steps. This is Algorithm 1 of WGAN and WGAN-GP (each critic iteration 
 batch); with ``n_critic=1`` it is the plain DCGAN alternation.
 
 A variant overrides the few hooks that differ (latent sampling, conditioning, extra terms), never the loop.
+Training tricks (``ganzoo.tricks``, ``trick=[...]``) plug into the same loop through the hooks of
+:class:`~ganzoo.tricks.base.Trick`: D's inputs and targets, extra terms for either player, the critic G is
+trained against, after-step callbacks, network wrappers (run once by :meth:`AdversarialModule.setup_tricks`)
+and the generator :meth:`AdversarialModule.sample` uses.
 
 Counting: Lightning's ``trainer.global_step`` counts *optimizer* steps of both players, so one batch
 advances it by 1 (critic only) or 1 + n_gen. ``trainer.max_steps`` therefore means optimizer steps;
@@ -16,7 +20,8 @@ and are what schedules and sample intervals use.
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from functools import partial
 from typing import Any
 
@@ -26,6 +31,7 @@ import torch
 from torch import Tensor, nn
 
 from ganzoo.losses import AdversarialLoss
+from ganzoo.tricks.base import Discriminate, StepView, Trick
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
 Terms = dict[str, Tensor]
@@ -45,7 +51,9 @@ class AdversarialModule(pl.LightningModule):
         grad_clip_g: float | None = None,
         grad_clip_d: float | None = None,
         n_fixed_samples: int = 64,
+        tricks: Mapping[str, Trick] | None = None,
     ) -> None:
+        """``tricks``: name -> :class:`Trick`, applied in this order (``build_model`` makes them from ``cfg.trick``)."""
         super().__init__()
         for name, value in (("latent_dim", latent_dim), ("n_critic", n_critic), ("n_gen", n_gen)):
             if value < 1:
@@ -55,6 +63,8 @@ class AdversarialModule(pl.LightningModule):
                 raise ValueError(f"model.{name} must be > 0 or null, got {value}")
         self.automatic_optimization = False
         self.generator, self.discriminator, self.loss = generator, discriminator, loss
+        self.tricks = nn.ModuleDict(_checked_tricks(tricks or {}, loss))  # a ModuleDict: trick state is checkpointed
+        self._nets_prepared = False
         self.latent_dim, self.n_critic, self.n_gen = latent_dim, n_critic, n_gen
         self.optimizer_g, self.optimizer_d = optimizer_g, optimizer_d
         self.grad_clip_g, self.grad_clip_d = grad_clip_g, grad_clip_d
@@ -66,6 +76,18 @@ class AdversarialModule(pl.LightningModule):
         # Fixed noise for sample grids: its own RNG, so grids are comparable across runs and resumes.
         fixed = self.sample_latent(n_fixed_samples, generator=torch.Generator().manual_seed(0))
         self.register_buffer("fixed_noise", fixed)
+        self.setup_tricks()
+
+    def setup_tricks(self) -> None:
+        """Adapt the nets to the loss and the tricks, once, as soon as both nets exist and before the optimizers
+        are built (models that build their nets from the data, such as TabularGAN, get here later through
+        :meth:`configure_optimizers` or :meth:`load_state_dict`)."""
+        if self._nets_prepared or self.generator is None or self.discriminator is None:
+            return
+        self.loss.prepare(self.discriminator)  # e.g. Cramer GAN widens D's output to a vector
+        for trick in sorted(self.tricks.values(), key=lambda t: t.setup_order):
+            trick.setup(self)
+        self._nets_prepared = True
 
     # ---- hooks a variant may override -------------------------------------------------------------
     def sample_latent(self, n: int, generator: torch.Generator | None = None) -> Tensor:
@@ -96,35 +118,92 @@ class AdversarialModule(pl.LightningModule):
 
     def discriminator_terms(self, batch: Any) -> Terms:
         real, cond = self.real_inputs(batch), self.conditions(batch)
+        n_fakes = self.loss.n_fakes  # independent fake batches per real one (Cramer GAN: 2), stacked
+        fake_cond = repeat_conditions(cond, n_fakes)
         with torch.no_grad():  # the critic step builds no graph through G
-            fake = self.generate(self.sample_latent(real.shape[0]), cond)
+            fake = self.generate(self.sample_latent(real.shape[0] * n_fakes), fake_cond)
+        real, fake = self.d_input(real), self.d_input(fake)
         critic = partial(self.discriminate, cond=cond)
-        real_logits, fake_logits = critic(real), critic(fake)
+        real_logits, fake_logits = critic(real), self.discriminate(fake, fake_cond)
         self._scores = {
             "d/real_score": real_logits.detach().mean(),
             "d/fake_score": fake_logits.detach().mean(),
         }
-        return self.loss.d_terms(real_logits, fake_logits) | self.loss.penalty_terms(critic, real, fake)
+        targets = self.d_targets(real_logits, fake_logits)
+        terms = self.loss.critic_terms(critic, real, fake, real_logits, fake_logits, **targets)
+        view = StepView(batch, real, fake, cond, fake_cond, critic)
+        for trick in self.tricks.values():
+            terms = trick.d_terms(self, view, terms)
+        return terms
 
     def generator_terms(self, batch: Any) -> Terms:
-        cond = self.conditions(batch)
-        fake = self.generate(self.sample_latent(self.real_inputs(batch).shape[0]), cond)
-        return self.loss.g_terms(self.discriminate(fake, cond))
+        real, cond = self.real_inputs(batch), self.conditions(batch)
+        discriminate = self.generator_critic(batch)  # before G's fake: a look-ahead may generate fakes of its own
+        n_fakes = self.loss.n_fakes
+        fake_cond = repeat_conditions(cond, n_fakes)
+        fake = self.d_input(self.generate(self.sample_latent(real.shape[0] * n_fakes), fake_cond))
+        if self.loss.g_uses_real:  # e.g. Cramer GAN's energy distance; D is frozen in this step
+            with torch.no_grad():
+                real_logits = discriminate(self.d_input(real), cond)
+            terms = self.loss.g_terms(discriminate(fake, fake_cond), real_logits=real_logits)
+        else:
+            terms = self.loss.g_terms(discriminate(fake, fake_cond))
+        view = StepView(batch, real, fake, cond, fake_cond, partial(discriminate, cond=cond))
+        for trick in self.tricks.values():
+            terms = trick.g_terms(self, view, terms)
+        return terms
+
+    # ---- trick hooks the terms above go through ------------------------------------------------------
+    def d_input(self, x: Tensor) -> Tensor:
+        """What D is shown for ``x`` (real or fake, in either player's step): ``x`` unless a trick transforms it."""
+        for trick in self.tricks.values():
+            x = trick.d_input(self, x)
+        return x
+
+    def d_targets(self, real_logits: Tensor, fake_logits: Tensor) -> dict[str, Tensor]:
+        """Per-sample targets (1 = real, 0 = fake) as keyword arguments of the loss when a trick adjusts them
+        (label smoothing, label flipping); ``{}`` otherwise, so the loss keeps its own."""
+        adjusting = [trick for trick in self.tricks.values() if trick.needs_targets]
+        if not adjusting:
+            return {}
+        real_target = torch.ones_like(real_logits, dtype=torch.float32)
+        fake_target = torch.zeros_like(fake_logits, dtype=torch.float32)
+        for trick in adjusting:
+            real_target, fake_target = trick.d_targets(self, real_target, fake_target)
+        return {"real_target": real_target, "fake_target": fake_target}
+
+    def generator_critic(self, batch: Any) -> Discriminate:
+        """The critic G's loss goes through: D itself, unless a trick supplies another (unrolled GAN)."""
+        discriminate: Discriminate = self.discriminate
+        for trick in self.tricks.values():
+            discriminate = trick.g_critic(self, batch, discriminate)
+        return discriminate
 
     # ---- the one loop ------------------------------------------------------------------------------
     def training_step(self, batch: Any, batch_idx: int) -> None:
         opt_g, opt_d = self.optimizers()
         d_loss, d_terms = self._optimize(opt_d, lambda: self.discriminator_terms(batch), self.grad_clip_d)
         self.loss.after_d_step(self.discriminator)  # e.g. WGAN weight clipping, after the step
+        for trick in self.tricks.values():
+            trick.after_d_step(self)
         self.disc_step += 1
         logs = {"d/loss": d_loss} | {f"d/{k}": v for k, v in d_terms.items()} | self._scores
-        if self.disc_step % self.n_critic == 0:
+        if self.disc_step % self.n_critic == 0 and all(t.generator_may_step(self) for t in self.tricks.values()):
             for _ in range(self.n_gen):
                 g_loss, g_terms = self._optimize(opt_g, lambda: self.generator_terms(batch), self.grad_clip_g)
+                for trick in self.tricks.values():
+                    trick.after_g_step(self)
             self.gen_step += 1
             logs |= {"g/loss": g_loss} | {f"g/{k}": v for k, v in g_terms.items()}
-        for name, value in logs.items():
-            self.log(name, value, prog_bar=name in ("d/loss", "g/loss"), on_step=True, on_epoch=False)
+        if self._logging_step():
+            for name, value in logs.items():
+                self.log(name, value, prog_bar=name in ("d/loss", "g/loss"), on_step=True, on_epoch=False)
+
+    def _logging_step(self) -> bool:
+        """Whether Lightning writes logs at this batch (every ``trainer.log_every_n_steps``): logging every term
+        on every batch costs about 30 % of a small model's step, for values nobody sees."""
+        connector = getattr(self._trainer, "_logger_connector", None)
+        return connector is None or connector.should_update_logs or is_final_batch(self.trainer)
 
     def _optimize(self, opt: Any, compute_terms: Callable[[], Terms], clip: float | None) -> tuple[Tensor, Terms]:
         """One step of one player: toggle (freezes the other player), forward, backward, clip, step."""
@@ -140,6 +219,7 @@ class AdversarialModule(pl.LightningModule):
         return loss.detach(), {k: v.detach() for k, v in terms.items()}
 
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
+        self.setup_tricks()  # wrappers add or rename parameters: before the optimizers collect them
         # Order matters: training_step unpacks (opt_g, opt_d).
         return [
             self.optimizer_g(self.generator.parameters()),
@@ -158,7 +238,7 @@ class AdversarialModule(pl.LightningModule):
         """Generated samples in eval mode (BatchNorm uses running statistics), on the CPU.
 
         Give ``n`` (fresh noise) or ``latent``; conditional variants take ``cond`` (one per sample), else
-        draw it with :meth:`sample_conditions`.
+        draw it with :meth:`sample_conditions`. With ``trick=[ema]`` the samples come from the averaged G.
         """
         if latent is None:
             latent = self.sample_latent(n)
@@ -166,17 +246,33 @@ class AdversarialModule(pl.LightningModule):
             cond = self.sample_conditions(len(latent))
         latents = latent.split(batch_size)
         conds = [None] * len(latents) if cond is None else cond.split(batch_size)
-        was_training = self.generator.training
-        self.generator.eval()
+        with self._sampling_generator():
+            was_training = self.generator.training
+            self.generator.eval()
+            try:
+                return torch.cat(
+                    [
+                        self.generate(z.to(self.device), None if c is None else c.to(self.device)).float().cpu()
+                        for z, c in zip(latents, conds, strict=True)
+                    ]
+                )
+            finally:
+                self.generator.train(was_training)
+
+    @contextmanager
+    def _sampling_generator(self) -> Iterator[None]:
+        """``self.generator`` is the one a trick offers for sampling (EMA) inside this block, so variants'
+        ``generate`` overrides use it unchanged."""
+        offered = [g for t in self.tricks.values() if (g := t.sampling_generator(self)) is not None]
+        if not offered:
+            yield
+            return
+        trained = self.generator
+        self.generator = offered[-1]
         try:
-            return torch.cat(
-                [
-                    self.generate(z.to(self.device), None if c is None else c.to(self.device)).float().cpu()
-                    for z, c in zip(latents, conds, strict=True)
-                ]
-            )
+            yield
         finally:
-            self.generator.train(was_training)
+            self.generator = trained
 
     def sample_fixed(self) -> Tensor:
         """Samples for the progress grids: the fixed noise (and, in conditional variants, fixed conditions)."""
@@ -198,6 +294,10 @@ class AdversarialModule(pl.LightningModule):
         self.gen_step, self.disc_step = state["gen_step"], state["disc_step"]
         self._pending_rng = state["rng"]
 
+    def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True, assign: bool = False) -> Any:
+        self.setup_tricks()  # nets built from a checkpoint (TabularGAN) get their trick wrappers before the weights
+        return super().load_state_dict(state_dict, strict=strict, assign=assign)
+
     def on_train_start(self) -> None:
         # Restored here, right before the loop, so nothing between loading and training draws from it.
         if self._pending_rng is not None:
@@ -207,6 +307,32 @@ class AdversarialModule(pl.LightningModule):
             # Ranks must draw different noise: offset each rank's stream from the shared one.
             seed = int(torch.randint(0, 2**31 - 1, (1,)))
             torch.manual_seed(seed + self.global_rank)
+
+
+def is_final_batch(trainer: pl.Trainer) -> bool:
+    """Whether the batch being trained (or just trained) is the run's last: max_steps or max_epochs reached."""
+    if trainer.should_stop or 0 <= trainer.max_steps <= trainer.global_step:
+        return True
+    last_batch = trainer.fit_loop.epoch_loop.batch_progress.is_last_batch
+    max_epochs = trainer.max_epochs
+    return last_batch and max_epochs is not None and max_epochs >= 0 and trainer.current_epoch + 1 >= max_epochs
+
+
+def _checked_tricks(tricks: Mapping[str, Trick], loss: AdversarialLoss) -> dict[str, Trick]:
+    for name, trick in tricks.items():
+        if not isinstance(trick, Trick):
+            raise ValueError(f"trick.{name} is a {type(trick).__name__}, not a ganzoo Trick; check its _target_")
+        if trick.needs_targets and not loss.has_targets:
+            raise ValueError(
+                f"trick.{name} changes D's real/fake targets, which {type(loss).__name__} does not have; "
+                f"use it with loss=minimax, nonsaturating or lsgan, or drop {name} from trick=[...]"
+            )
+    return dict(tricks)
+
+
+def repeat_conditions(cond: Tensor | None, times: int) -> Tensor | None:
+    """Conditions for ``times`` stacked fake batches."""
+    return cond if cond is None or times == 1 else torch.cat([cond] * times)
 
 
 def _rng_states() -> dict[str, Any]:
