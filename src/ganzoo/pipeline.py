@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -23,11 +24,12 @@ from omegaconf import DictConfig, OmegaConf
 from ganzoo.callbacks.samples import image_grid, save_png
 from ganzoo.data.idx import DataError
 from ganzoo.models.base import AdversarialModule
+from ganzoo.sweeps import write_run_record
 
 log = logging.getLogger("ganzoo")
 
 # The parts of a run's config that rebuild its model; stored (resolved) in every checkpoint.
-_BUILD_KEYS = ("model", "loss", "data")
+_BUILD_KEYS = ("model", "loss", "trick", "data")
 
 
 class CheckpointError(RuntimeError):
@@ -53,9 +55,12 @@ def report_user_errors(task: Callable[[DictConfig], Any], cfg: DictConfig) -> An
 
 
 def build_model(cfg: DictConfig) -> AdversarialModule:
-    """The LightningModule of a config: model nets + optimizers from ``cfg.model``, objective from ``cfg.loss``."""
-    model = instantiate(cfg.model, loss=instantiate(cfg.loss))
-    model.config = {key: OmegaConf.to_container(cfg[key], resolve=True) for key in _BUILD_KEYS}
+    """The LightningModule of a config: model nets + optimizers from ``cfg.model``, objective from ``cfg.loss``,
+    training tricks from ``cfg.trick`` (name -> config; ``trick=[a,b]`` selects conf/trick/a.yaml and b.yaml)."""
+    tricks = {name: instantiate(conf) for name, conf in (cfg.get("trick") or {}).items()}
+    # Only when there are tricks, so model classes that do not take ``tricks`` still build without them.
+    model = instantiate(cfg.model, loss=instantiate(cfg.loss), **({"tricks": tricks} if tricks else {}))
+    model.config = {key: OmegaConf.to_container(cfg[key], resolve=True) for key in _BUILD_KEYS if key in cfg}
     return model
 
 
@@ -75,11 +80,14 @@ def train(cfg: DictConfig, extra_callbacks: Sequence[pl.Callback] = ()) -> dict[
     trainer = build_trainer(cfg, extra_callbacks)
     for logger in trainer.loggers:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+    started = time.perf_counter()
     trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
     _close_wandb_runs(trainer)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
     if trainer.is_global_zero:
         log.info("finished: %d generator / %d critic iterations; %s", model.gen_step, model.disc_step, metrics)
+        facts = {"gen_step": model.gen_step, "disc_step": model.disc_step}
+        write_run_record(cfg.paths.output_dir, metrics, seconds=round(time.perf_counter() - started, 2), **facts)
     return metrics
 
 
@@ -131,7 +139,8 @@ def sample(cfg: DictConfig) -> Path:
     torch.manual_seed(cfg.seed)
     model = load_model(cfg.ckpt_path, map_location=cfg.device).to(cfg.device)
     labels = model.sample_conditions(cfg.n)  # None for unconditional models
-    images = model.sample(cfg.n, cond=labels, batch_size=cfg.batch_size)
+    latent = model.sample_latent(cfg.n)  # drawn here (as sample() would) so code-driven models can report codes
+    images = model.sample(latent=latent, cond=labels, batch_size=cfg.batch_size)
     if hasattr(model, "decode"):  # table models: decoded rows, not images
         return write_table(model.decode(images, labels, seed=cfg.seed), Path(cfg.out))
     if images.dim() == 3:  # sequences (N, T, C): float values and a line-plot figure
@@ -141,6 +150,8 @@ def sample(cfg: DictConfig) -> Path:
     else:
         arrays, figure = {"images": to_uint8(images)}, image_grid(images[: cfg.grid_size])
     arrays |= {} if labels is None else {"labels": labels.cpu().numpy()}
+    if hasattr(model, "latent_codes"):  # InfoGAN: `codes` (categorical) and `continuous_codes`
+        arrays |= {name: codes.cpu().numpy() for name, codes in model.latent_codes(latent).items()}
     out = Path(cfg.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp.npz")

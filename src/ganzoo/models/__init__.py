@@ -1,4 +1,7 @@
 from ganzoo.models.base import AdversarialModule
+from ganzoo.models.cgan import CGAN
 from ganzoo.models.gan import GAN
+from ganzoo.models.infogan import InfoGAN
+from ganzoo.models.ssgan import SSGAN
 
-__all__ = ["GAN", "AdversarialModule"]
+__all__ = ["CGAN", "GAN", "SSGAN", "AdversarialModule", "InfoGAN"]

@@ -16,6 +16,7 @@ from torch import Tensor
 
 from ganzoo.losses import AdversarialLoss
 from ganzoo.models.base import AdversarialModule, OptimizerFactory
+from ganzoo.models.cgan import ClassConditional
 from ganzoo.nets.recurrent import LSTMDiscriminator, LSTMGenerator
 
 # Critic ``norm`` settings that hold for an LSTM critic without any normalisation layer: nothing couples the
@@ -63,37 +64,10 @@ class RGAN(AdversarialModule):
         return torch.randn(n, *self.generator.latent_shape, device=device, generator=generator)
 
 
-class RCGAN(RGAN):
+class RCGAN(ClassConditional, RGAN):
     """Recurrent conditional GAN (Esteban et al. 2017, section 2.2): G and D both read the class label.
 
     Training fakes take the labels of the real batch; :meth:`sample` without labels draws them uniformly.
     The progress figure uses fixed labels, ``fixed_labels`` (equal blocks of each class, in order), kept
     in a buffer so they are saved with the fixed noise.
     """
-
-    def __init__(self, *args: Any, num_classes: int, **kwargs: Any) -> None:
-        """The arguments of :class:`RGAN`, plus the number of classes the nets embed."""
-        if num_classes < 2:
-            raise ValueError(f"model.num_classes must be >= 2 for a conditional model, got {num_classes}")
-        super().__init__(*args, **kwargs)
-        self.num_classes = num_classes
-        n_fixed = len(self.fixed_noise)
-        self.register_buffer("fixed_labels", torch.arange(n_fixed) * num_classes // n_fixed)
-
-    def conditions(self, batch: Any) -> Tensor:
-        """The batch's labels: a batch is (x, labels)."""
-        return batch[1]
-
-    def sample_conditions(self, n: int, generator: torch.Generator | None = None) -> Tensor:
-        """Uniform labels over the ``num_classes`` classes."""
-        device = self.device if generator is None else "cpu"
-        return torch.randint(self.num_classes, (n,), device=device, generator=generator)
-
-    def sample_fixed(self) -> Tensor:
-        return self.sample(latent=self.fixed_noise, cond=self.fixed_labels)
-
-    def setup(self, stage: str) -> None:
-        # Nets are built before the data: check that they embed as many classes as the data has.
-        data_classes = getattr(self.trainer.datamodule, "num_classes", None)
-        if data_classes is not None and data_classes != self.num_classes:
-            raise ValueError(f"model.num_classes={self.num_classes} but the data has {data_classes} classes")
