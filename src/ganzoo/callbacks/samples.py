@@ -54,12 +54,19 @@ class SampleGrid(pl.Callback):
         if not trainer.is_global_zero:
             return
         samples = pl_module.sample_fixed()
+        if samples.dim() not in (3, 4):  # flat vectors (toy sets, tables) have their own plots
+            return
         # Sequences (N, T, C) are drawn as line plots beside real ones; images (N, C, H, W) as a grid.
         grid = progress_figure(trainer, pl_module, samples) if samples.dim() == 3 else image_grid(samples)
         path = save_png(grid, self.dirpath / f"gen_{pl_module.gen_step:07d}.png")
         save_png(grid, self.dirpath / "latest.png")
-        for logger in trainer.loggers:
-            if isinstance(logger, WandbLogger):
-                logger.log_image(key="samples", images=[str(path)], caption=[f"gen_step {pl_module.gen_step}"])
-            elif isinstance(logger, TensorBoardLogger):
-                logger.experiment.add_image("samples", grid, global_step=pl_module.gen_step)
+        log_image(trainer, "samples", grid, path, pl_module.gen_step)
+
+
+def log_image(trainer: pl.Trainer, key: str, grid: torch.Tensor, path: Path, step: int) -> None:
+    """Send a written grid to the image-capable loggers (W&B by file, TensorBoard by tensor)."""
+    for logger in trainer.loggers:
+        if isinstance(logger, WandbLogger):
+            logger.log_image(key=key, images=[str(path)], caption=[f"gen_step {step}"])
+        elif isinstance(logger, TensorBoardLogger):
+            logger.experiment.add_image(key, grid, global_step=step)
