@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 ARGS   ?=
 
-.PHONY: install train test test-slow lint format bench clean
+.PHONY: install train test test-slow lint format bench study-ring clean
 
 install: $(STAMP)
 
@@ -38,4 +38,10 @@ clean:
 
 # Speed figures into bench/results.md (not a test: this machine is noisy; compare ratios within one run).
 bench: install
-	$(PY) bench/speed.py $(ARGS)
+	$(PY) bench/speed.py
+	$(PY) bench/metrics.py
+
+# The ring mode-collapse study (issue 6): losses x tricks x 3 seeds, then outputs/study_ring/{table.md,samples.png}
+# and a copy under docs/. Options via ARGS, e.g. ARGS="--cells none,unrolled_k5 --steps 2000" (bench/study_ring.py -h).
+study-ring: install
+	$(PY) bench/study_ring.py $(ARGS)

@@ -10,19 +10,17 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytorch_lightning as pl
-import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 from conftest import compose_config  # noqa: E402  (the same composition the tests use)
+from report import machine, write_section  # noqa: E402
 
 from ganzoo.pipeline import train  # noqa: E402
 
@@ -68,7 +66,6 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=20)
     parser.add_argument("--models", nargs="+", default=["gan", "dcgan"])
     parser.add_argument("--losses", nargs="+", default=["nonsaturating", "wgan_gp"])
-    parser.add_argument("--out", default=str(ROOT / "bench" / "results.md"))
     args = parser.parse_args()
     data_dir = os.environ.get("GANZOO_DATA_DIR", str(ROOT / "data"))
 
@@ -80,22 +77,17 @@ def main() -> None:
             print(f"{model:8s} {loss:14s} {rate:7.2f} batches/s of {batch_size}", flush=True)
 
     base = rows[0][2]
-    stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     lines = [
-        "# Benchmarks",
-        "",
         f"## Training speed (MNIST, batch {batch_size}, n_critic=1: one batch = one D step + one G step)",
         "",
-        f"`python bench/speed.py --batches {args.batches} --warmup {args.warmup}` on {stamp}; "
-        f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, torch {torch.__version__}, "
-        f"{torch.get_num_threads()} threads. Timed after {args.warmup} warm-up batches; ratios are within this run.",
+        f"`python bench/speed.py --batches {args.batches} --warmup {args.warmup}` on {machine()}. "
+        f"Timed after {args.warmup} warm-up batches; ratios are within this run.",
         "",
         "| model | loss | batches/s (= generator iterations/s) | images/s | relative to first row |",
         "|---|---|---|---|---|",
     ]
     lines += [f"| {m} | {lo} | {r:.2f} | {r * batch_size:.0f} | {r / base:.2f} |" for m, lo, r in rows]
-    Path(args.out).write_text("\n".join(lines) + "\n")
-    print(f"wrote {args.out}")
+    write_section("speed", lines)
 
 
 if __name__ == "__main__":

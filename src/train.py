@@ -4,11 +4,13 @@ import hydra
 from omegaconf import DictConfig
 
 from ganzoo.pipeline import report_user_errors, train
+from ganzoo.sweeps import objective
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
-def main(cfg: DictConfig) -> dict[str, float]:
-    return report_user_errors(train, cfg)
+def main(cfg: DictConfig) -> float | dict[str, float]:
+    # A sweeper (hparams_search=optuna_fid) reads the returned value of cfg.optimized_metric.
+    return report_user_errors(lambda c: objective(c, train(c)), cfg)
 
 
 if __name__ == "__main__":

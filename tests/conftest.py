@@ -29,6 +29,7 @@ FAST = [
     "trainer.log_every_n_steps=1",
     "trainer.enable_model_summary=false",
     "~callbacks.progress",
+    "metrics=none",  # no evaluator training in fast runs; test_metrics turns them on with a reduced one
 ]
 
 

@@ -29,3 +29,14 @@ def test_model_loss_pair_trains(train_config, tmp_path, model, loss):
         critic = [t for k, t in ckpt["state_dict"].items() if k.startswith("discriminator.") and "running_" not in k]
         critic = [t for t in critic if t.is_floating_point()]  # parameters, not BatchNorm statistics
         assert max(t.abs().max().item() for t in critic) <= 0.01 + 1e-7
+
+
+def test_terms_are_logged_at_logging_steps_and_on_the_last_batch(train_config, tmp_path):
+    import pandas as pd
+
+    # 7 batches with log_every_n_steps=3: the loggers get batches 3 and 6; the last batch (7) is logged too,
+    # so the run's final metrics (what train() returns to a sweeper) are the last batch's, not batch 6's.
+    metrics = train(train_config("model=gan", "trainer.max_steps=14", "trainer.log_every_n_steps=3"))
+    logged = pd.read_csv(next((tmp_path / "run").rglob("metrics.csv")))
+    assert len(logged["d/loss"].dropna()) == len(logged["g/loss"].dropna()) == 2
+    assert metrics["d/loss"] != pytest.approx(logged["d/loss"].dropna().iloc[-1])

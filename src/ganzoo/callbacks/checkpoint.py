@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytorch_lightning as pl
 from pytorch_lightning.callbacks import ModelCheckpoint
 
-from ganzoo.models.base import AdversarialModule
+from ganzoo.models.base import AdversarialModule, is_final_batch
 
 
 class Checkpoint(ModelCheckpoint):
@@ -36,16 +36,10 @@ class Checkpoint(ModelCheckpoint):
         step = pl_module.gen_step
         periodic = bool(self.every_n_gen_steps) and step > 0 and step % self.every_n_gen_steps == 0
         periodic = periodic and pl_module.disc_step % pl_module.n_critic == 0  # only right after a G step
-        if periodic or _is_final_batch(trainer):
+        final = is_final_batch(trainer)
+        if periodic or final:
             candidates = self._monitor_candidates(trainer)
-            if periodic:
+            # A monitored score (e.g. val/fid, also scored on the final batch) gets one last comparison.
+            if periodic or (final and self.monitor is not None):
                 self._save_topk_checkpoint(trainer, candidates)
             self._save_last_checkpoint(trainer, candidates)
-
-
-def _is_final_batch(trainer: pl.Trainer) -> bool:
-    if trainer.should_stop or 0 <= trainer.max_steps <= trainer.global_step:
-        return True
-    last_batch = trainer.fit_loop.epoch_loop.batch_progress.is_last_batch
-    max_epochs = trainer.max_epochs
-    return last_batch and max_epochs is not None and max_epochs >= 0 and trainer.current_epoch + 1 >= max_epochs

@@ -6,21 +6,28 @@ Logged through ``pl_module.log`` on every rank with the same values (and sent on
 
 from __future__ import annotations
 
+import logging
+import time
 from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
 
 from ganzoo.metrics.image import FeatureSpace, feature_space
-from ganzoo.models.base import AdversarialModule
+from ganzoo.models.base import AdversarialModule, is_final_batch
+
+log = logging.getLogger("ganzoo")
 
 # The scores logged as val/<name>; the class histogram stays in evaluate.py's report.
-LOGGED = ("fid", "kid", "is", "precision", "recall", "class_entropy", "classes_below_1pct")
+LOGGED = ("fid", "kid", "is", "precision", "recall", "class_entropy", "classes_below_1pct", "label_accuracy")
 
 
 class ImageMetrics(pl.Callback):
-    """Every ``every_n_gen_steps`` generator iterations, score ``n_samples`` samples in the evaluator's feature
-    space against the test split (see ``ganzoo.metrics.image``) and log them as ``val/<metric>``.
+    """Every ``every_n_gen_steps`` generator iterations and on the run's last batch, score ``n_samples``
+    samples in the evaluator's feature space against the test split (see ``ganzoo.metrics.image``) and log
+    them as ``val/<metric>``, with ``val/fid_floor``: the FID of ``n_samples`` real training images, what a
+    perfect generator would get at this n. Conditional models are scored on uniformly drawn labels, and
+    ``val/label_accuracy`` says how often the evaluator agrees with them.
 
     The samples come from a fixed latent seed in a forked RNG: consecutive scores compare the same noise, and
     the training run draws the same random numbers as without this callback. Data set, data and cache
@@ -47,11 +54,14 @@ class ImageMetrics(pl.Callback):
         self.dataset, self.data_dir, self.cache_dir = dataset, data_dir, cache_dir
         self._space: FeatureSpace | None = None
         self._last_scored = -1
+        self._floor_fid = float("nan")
+        self.seconds = 0.0  # spent scoring (the first call's evaluator/reference setup is in on_fit_start)
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: AdversarialModule) -> None:
         # Evaluator and reference statistics are ready before the first step, so a missing file fails early.
         if trainer.is_global_zero:
             self._space = self._feature_space(trainer.datamodule)
+            self._floor_fid = float(self._space.floor(self.n_samples)["fid"])
 
     def _feature_space(self, datamodule: pl.LightningDataModule | None) -> FeatureSpace:
         dataset = self.dataset or getattr(datamodule, "folder", None)
@@ -65,21 +75,31 @@ class ImageMetrics(pl.Callback):
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: AdversarialModule, *args) -> None:
         step = pl_module.gen_step
-        if step > 0 and step % self.every_n_gen_steps == 0 and step != self._last_scored:
+        due = (step > 0 and step % self.every_n_gen_steps == 0) or is_final_batch(trainer)
+        if due and step != self._last_scored:
             self._last_scored = step
+            started = time.perf_counter()
             scores = self._score(pl_module) if trainer.is_global_zero else None
             scores = trainer.strategy.broadcast(scores, src=0)
+            self.seconds += time.perf_counter() - started
             logged = {f"val/{name}": float(scores[name]) for name in LOGGED if name in scores}
+            logged["val/fid_floor"] = float(trainer.strategy.broadcast(self._floor_fid, src=0))
             # pl_module.log puts them where ModelCheckpoint(monitor=...) looks, on every rank; the loggers get
             # them once, straight: Lightning would repeat a callback's step value at every later logging step.
             for name, value in logged.items():
                 pl_module.log(name, value, on_step=True, on_epoch=False, logger=False)
             for logger in trainer.loggers:
-                logger.log_metrics(logged, step=trainer.global_step)
+                logger.log_metrics(logged | {"time/image_metrics_s": self.seconds}, step=trainer.global_step)
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: AdversarialModule) -> None:
+        log.info("image metrics: %.1f s of scoring in this run (time/image_metrics_s)", self.seconds)
 
     def _score(self, pl_module: AdversarialModule) -> dict[str, float]:
         devices = [pl_module.device] if pl_module.device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices):
             torch.manual_seed(self.seed)
-            samples = pl_module.sample(self.n_samples)
-        return self._space.scorer.score(samples, seed=self.seed)
+            cond = pl_module.sample_conditions(self.n_samples)
+            samples = pl_module.sample(latent=pl_module.sample_latent(self.n_samples), cond=cond)
+        # Integer class labels (CGAN-style conditions) are checked against the evaluator's predictions.
+        labels = cond if cond is not None and cond.dim() == 1 and not cond.is_floating_point() else None
+        return self._space.scorer.score(samples, labels=labels, seed=self.seed)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import math
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -104,7 +105,7 @@ class ImageScorer:
         extractor: nn.Module,
         real_images: Tensor | np.ndarray,
         *,
-        k: int = 3,
+        k: int = 5,
         kid_subsets: int = 100,
         kid_subset_size: int = 1000,
         is_splits: int = 10,
@@ -124,14 +125,21 @@ class ImageScorer:
         features_view = OutputView(self.shared, 0, features.shape[1])
         # FID keeps float64 running sums of the features (torchmetrics' choice for FID states): constant memory.
         self.fid = FrechetInceptionDistance(feature=features_view, reset_real_features=False, **local)
-        self.kid = KernelInceptionDistance(
-            feature=features_view, subsets=kid_subsets, subset_size=kid_subset_size, reset_real_features=False, **local
-        )
-        self.inception_score = (
-            InceptionScore(feature=OutputView(self.shared, 1, logits.shape[1]), splits=is_splits, **local)
-            if logits is not None
-            else None
-        )
+        with warnings.catch_warnings():
+            # "will save all extracted features in buffer": known and bounded (the reference set plus n samples).
+            warnings.filterwarnings("ignore", message=".*will save all extracted features", category=UserWarning)
+            self.kid = KernelInceptionDistance(
+                feature=features_view,
+                subsets=kid_subsets,
+                subset_size=kid_subset_size,
+                reset_real_features=False,
+                **local,
+            )
+            self.inception_score = (
+                InceptionScore(feature=OutputView(self.shared, 1, logits.shape[1]), splits=is_splits, **local)
+                if logits is not None
+                else None
+            )
         self.real_features, _ = self._extract(real_images, real=True)
         self._real_radii: dict[int, Tensor] = {}
 
@@ -191,7 +199,9 @@ class ImageScorer:
         """Improved precision and recall (Kynkaanniemi et al. 2019) with k-NN manifolds.
 
         Both sets have the same size m (the smaller of the two): a k-NN radius shrinks as a set grows, so
-        unequal sets would bias the comparison.
+        unequal sets would bias the comparison. k defaults to 5, not the paper's 3: in the evaluator's
+        128-d space real MNIST training images against the test split score 0.87/0.88 with k=3 and
+        0.94/0.95 with k=5 (n=10 000), so k=5 puts "as good as real data" above 0.9.
         """
         m = min(len(fake_features), self.n_real)
         real, fake = self.real_features[:m], fake_features[:m]
@@ -471,7 +481,10 @@ def _images_to_score(cfg: Any) -> tuple[Tensor | np.ndarray, np.ndarray | None, 
         raise ValueError(f"n must be >= 2, got {cfg.n}")
     torch.manual_seed(cfg.seed)
     model = load_model(cfg.ckpt_path, map_location=cfg.device).to(cfg.device)
-    return model.sample(cfg.n, batch_size=cfg.batch_size), None, Path(cfg.ckpt_path)
+    cond = model.sample_conditions(cfg.n)  # class labels of conditional models (uniform), else None
+    images = model.sample(latent=model.sample_latent(cfg.n), cond=cond, batch_size=cfg.batch_size)
+    labels = cond.cpu().numpy() if cond is not None and cond.dim() == 1 and not cond.is_floating_point() else None
+    return images, labels, Path(cfg.ckpt_path)
 
 
 def _write_json(report: dict[str, Any], path: Path) -> None:

@@ -1,0 +1,35 @@
+"""bench/results.md is shared by several benchmark scripts: each one rewrites only its own section."""
+
+from __future__ import annotations
+
+import os
+import platform
+from datetime import UTC, datetime
+from pathlib import Path
+
+import torch
+
+RESULTS = Path(__file__).resolve().parent / "results.md"
+
+
+def machine() -> str:
+    """When and where a figure was measured, for the line under each section's heading."""
+    stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return (
+        f"{stamp}; {platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, "
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads"
+    )
+
+
+def write_section(name: str, lines: list[str], path: Path = RESULTS) -> None:
+    """Replace (or append) the section between ``<!-- name -->`` markers, keeping every other section."""
+    begin, end = f"<!-- {name} -->", f"<!-- /{name} -->"
+    text = path.read_text() if path.is_file() else "# Benchmarks\n"
+    block = "\n".join([begin, *lines, end])
+    if begin in text and end in text:
+        head, rest = text.split(begin, 1)
+        text = head + block + rest.split(end, 1)[1]
+    else:
+        text = text.rstrip("\n") + "\n\n" + block + "\n"
+    path.write_text(text)
+    print(f"wrote section '{name}' of {path}")
