@@ -20,14 +20,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-import pytorch_lightning as pl
 import torch
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import TensorDataset
 
-from ganzoo.data.loading import seeded_loader
-
-SPLITS = ("train", "test")
-
+from ganzoo.data.loading import InMemorySplits
 
 # --- generators of the data ------------------------------------------------------------------------------
 
@@ -103,7 +99,7 @@ def _check_a_range(a_range: Sequence[float]) -> tuple[float, float]:
 # --- data modules ----------------------------------------------------------------------------------------
 
 
-class ToyDataModule(pl.LightningDataModule):
+class ToyDataModule(InMemorySplits):
     """Train and test draws from independent child seeds of ``seed``; batches of flat vectors.
 
     Subclasses implement :meth:`_draw`. ``dim`` is checked against the data (model configs read it through
@@ -118,31 +114,6 @@ class ToyDataModule(pl.LightningDataModule):
             raise ValueError(f"data.batch_size={batch_size} must be in [1, data.n_train={n_train}]")
         self.sizes = {"train": n_train, "test": n_test}
         self.batch_size, self.seed, self.dim = batch_size, seed, dim
-        self.sets: dict[str, TensorDataset] = {}
-
-    def _draw(self, n: int, seed: np.random.SeedSequence) -> TensorDataset:
-        raise NotImplementedError
-
-    def setup(self, stage: str | None = None) -> None:
-        if self.sets:
-            return
-        # Independent streams per split: the test points never share random draws with the training points.
-        for split, child in zip(SPLITS, np.random.SeedSequence(self.seed).spawn(len(SPLITS)), strict=True):
-            self.sets[split] = self._draw(self.sizes[split], child)
-
-    def dataset(self, split: str) -> TensorDataset:
-        """The TensorDataset of 'train' or 'test': (x, mode index) for mixtures, (x, a) for curves."""
-        if split not in SPLITS:
-            raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
-        self.setup()
-        return self.sets[split]
-
-    def train_dataloader(self) -> DataLoader:
-        return seeded_loader(self.dataset("train"), self.batch_size, self.seed, self.trainer)
-
-    def held_out(self) -> TensorDataset:
-        """The test split (never trained on)."""
-        return self.dataset("test")
 
 
 class MixtureDataModule(ToyDataModule):
@@ -158,7 +129,7 @@ class MixtureDataModule(ToyDataModule):
         super().__init__(n_train, n_test, batch_size, seed, dim)
         self.modes, self.std = modes, float(std)
 
-    def _draw(self, n: int, seed: np.random.SeedSequence) -> TensorDataset:
+    def _draw(self, split: str, n: int, seed: np.random.SeedSequence) -> TensorDataset:
         return TensorDataset(*make_mixture(self.modes, self.std, n, seed))
 
 
@@ -215,6 +186,6 @@ class CurvesDataModule(ToyDataModule):
         self.xs = curve_grid(n_points)
         self.a_range = _check_a_range(a_range)
 
-    def _draw(self, n: int, seed: np.random.SeedSequence) -> TensorDataset:
+    def _draw(self, split: str, n: int, seed: np.random.SeedSequence) -> TensorDataset:
         x, a = make_curves(n, len(self.xs), self.a_range, seed)
         return TensorDataset(x, torch.from_numpy(a))

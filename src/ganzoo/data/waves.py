@@ -12,11 +12,10 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import numpy as np
-import pytorch_lightning as pl
 import torch
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import TensorDataset
 
-from ganzoo.data.loading import seeded_loader
+from ganzoo.data.loading import InMemorySplits
 
 
 def sine(theta: np.ndarray) -> np.ndarray:
@@ -33,7 +32,6 @@ def sawtooth(theta: np.ndarray) -> np.ndarray:
 # ``shapes`` argument. Add an entry to make a variant, e.g. WAVE_SHAPES["square"] = lambda t: np.sign(np.sin(t)).
 WAVE_SHAPES: dict[str, Callable[[np.ndarray], np.ndarray]] = {"sine": sine, "sawtooth": sawtooth}
 DEFAULT_SHAPES = ("sine", "sawtooth")
-SPLITS = ("train", "val", "test")
 
 
 def _check_range(name: str, bounds: Sequence[float], low: float) -> tuple[float, float]:
@@ -84,12 +82,14 @@ def make_waves(
     return torch.from_numpy(x).float().unsqueeze(-1), torch.from_numpy(labels), params
 
 
-class WavesDataModule(pl.LightningDataModule):
+class WavesDataModule(InMemorySplits):
     """Train / val / test draws of ``make_waves`` from independent child seeds of ``seed``.
 
     ``n_per_class`` counts all splits together; ``val_fraction`` and ``test_fraction`` of each class go to
     val and test. Ground truth per split: ``self.params[split]``. ``held_out()`` is the test split.
     """
+
+    splits = ("train", "val", "test")
 
     def __init__(
         self,
@@ -120,7 +120,6 @@ class WavesDataModule(pl.LightningDataModule):
         )
         self.shapes, self.num_classes = tuple(shapes), len(shapes)
         self.batch_size, self.seed = batch_size, seed
-        self.sets: dict[str, TensorDataset] = {}
         self.params: dict[str, dict[str, np.ndarray]] = {}
 
     @staticmethod
@@ -131,23 +130,9 @@ class WavesDataModule(pl.LightningDataModule):
             raise ValueError(f"n_per_class={n_per_class} leaves an empty split: {sizes}")
         return sizes
 
-    def setup(self, stage: str | None = None) -> None:
-        if self.sets:
-            return
-        # Independent streams per split: the test set never shares random draws with the train set.
-        for split, child in zip(SPLITS, np.random.SeedSequence(self.seed).spawn(len(SPLITS)), strict=True):
-            x, labels, params = make_waves(self.sizes[split], seed=child, shapes=self.shapes, **self.wave_kwargs)
-            self.sets[split], self.params[split] = TensorDataset(x, labels), params
-
-    def dataset(self, split: str) -> TensorDataset:
-        """The ``(x, labels)`` TensorDataset of 'train', 'val' or 'test'."""
-        if split not in SPLITS:
-            raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
-        self.setup()
-        return self.sets[split]
-
-    def train_dataloader(self) -> DataLoader:
-        return seeded_loader(self.dataset("train"), self.batch_size, self.seed, self.trainer)
+    def _draw(self, split: str, n: int, seed: np.random.SeedSequence) -> TensorDataset:
+        x, labels, self.params[split] = make_waves(n, seed=seed, shapes=self.shapes, **self.wave_kwargs)
+        return TensorDataset(x, labels)
 
     def held_out(self) -> TensorDataset:
         """The test split, for evaluation (never trained on); its ground truth is ``self.params['test']``."""
