@@ -33,28 +33,25 @@ def with_one_hot(inputs: Tensor, labels: Tensor, num_classes: int) -> Tensor:
 
 
 # ---- CGAN ------------------------------------------------------------------------------------------------
-class ConditionalMLPGenerator(MLPGenerator):
+class OneHotLatent:
+    """Mixin for a generator class that reads ``[z, one_hot(y)]``: it is built with ``latent_dim + num_classes``
+    inputs and called as ``forward(z, labels)``. Put it first: ``class G(OneHotLatent, MLPGenerator)``."""
+
+    def __init__(self, latent_dim: int, num_classes: int, **kwargs) -> None:
+        _check_classes(num_classes)
+        super().__init__(latent_dim + num_classes, **kwargs)
+        self.num_classes = num_classes
+
+    def forward(self, z: Tensor, labels: Tensor) -> Tensor:
+        return super().forward(with_one_hot(z, labels, self.num_classes))
+
+
+class ConditionalMLPGenerator(OneHotLatent, MLPGenerator):
     """CGAN generator (Mirza & Osindero 2014, section 4.1): :class:`MLPGenerator` on ``[z, one_hot(y)]``."""
 
-    def __init__(self, latent_dim: int, num_classes: int, **kwargs) -> None:
-        _check_classes(num_classes)
-        super().__init__(latent_dim + num_classes, **kwargs)
-        self.num_classes = num_classes
 
-    def forward(self, z: Tensor, labels: Tensor) -> Tensor:
-        return super().forward(with_one_hot(z, labels, self.num_classes))
-
-
-class ConditionalDCGANGenerator(DCGANGenerator):
+class ConditionalDCGANGenerator(OneHotLatent, DCGANGenerator):
     """:class:`DCGANGenerator` on ``[z, one_hot(y)]``: the label enters through the first (linear) projection."""
-
-    def __init__(self, latent_dim: int, num_classes: int, **kwargs) -> None:
-        _check_classes(num_classes)
-        super().__init__(latent_dim + num_classes, **kwargs)
-        self.num_classes = num_classes
-
-    def forward(self, z: Tensor, labels: Tensor) -> Tensor:
-        return super().forward(with_one_hot(z, labels, self.num_classes))
 
 
 class ConditionalMLPDiscriminator(MLPDiscriminator):
