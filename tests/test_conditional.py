@@ -19,7 +19,7 @@ from hydra.utils import instantiate
 from PIL import Image
 
 from ganzoo.metrics.codes import classifier_error, code_accuracy_report, mapped_accuracy, match_codes
-from ganzoo.models.ssgan import select_labelled
+from ganzoo.models.labelled import select_labelled
 from ganzoo.nets.conditional import critic_features
 from ganzoo.pipeline import build_model, load_checkpoint, load_model, sample, train
 

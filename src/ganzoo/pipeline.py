@@ -21,6 +21,8 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from ganzoo.callbacks.checkpoint import CheckpointError, DiskSpaceError, check_resume_checkpoint
+from ganzoo.callbacks.guard import DivergenceError
 from ganzoo.callbacks.samples import image_grid, save_png
 from ganzoo.data.idx import DataError
 from ganzoo.models.base import AdversarialModule
@@ -32,11 +34,9 @@ log = logging.getLogger("ganzoo")
 _BUILD_KEYS = ("model", "loss", "trick", "data")
 
 
-class CheckpointError(RuntimeError):
-    """A checkpoint is missing, unreadable or not a ganzoo checkpoint."""
-
-
-USER_ERRORS = (DataError, CheckpointError, ValueError, InstantiationException)
+# Errors a user fixes (data, config, checkpoint, disk, learning rates): reported in one line, no traceback.
+# CheckpointError is defined beside the checkpoint callback (which raises it too) and re-exported here.
+USER_ERRORS = (DataError, CheckpointError, DiskSpaceError, DivergenceError, ValueError, InstantiationException)
 
 
 def report_user_errors(task: Callable[[DictConfig], Any], cfg: DictConfig) -> Any:
@@ -81,7 +81,9 @@ def train(cfg: DictConfig, extra_callbacks: Sequence[pl.Callback] = ()) -> dict[
     for logger in trainer.loggers:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
     started = time.perf_counter()
-    trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    check_resume_checkpoint(cfg.get("ckpt_path"))  # a damaged or unsafe file: named, before any work
+    # weights_only explicitly: torch's default can be flipped by TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD.
+    trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=True)
     _close_wandb_runs(trainer)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
     if trainer.is_global_zero:
@@ -152,13 +154,55 @@ def sample(cfg: DictConfig) -> Path:
     arrays |= {} if labels is None else {"labels": labels.cpu().numpy()}
     if hasattr(model, "latent_codes"):  # InfoGAN: `codes` (categorical) and `continuous_codes`
         arrays |= {name: codes.cpu().numpy() for name, codes in model.latent_codes(latent).items()}
-    out = Path(cfg.out)
+    out = save_npz(Path(cfg.out), arrays)
+    grid_path = save_png(figure, out.with_suffix(".png"))
+    log.info("wrote %d samples to %s and a grid to %s", cfg.n, out, grid_path)
+    return out
+
+
+def save_npz(out: Path, arrays: dict[str, np.ndarray]) -> Path:
+    """Write a compressed npz atomically (temporary name, then rename): a crash leaves no half file."""
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp.npz")
     np.savez_compressed(tmp, **arrays)
     tmp.replace(out)
-    grid_path = save_png(figure, out.with_suffix(".png"))
-    log.info("wrote %d samples to %s and a grid to %s", cfg.n, out, grid_path)
+    return out
+
+
+FEATURE_SPLITS = ("train", "test")
+
+
+def features(cfg: DictConfig) -> Path:
+    """Write the features of a trained model (:func:`ganzoo.features.extract`) for real data to ``cfg.out``:
+    ``<split>_features`` (N, D) float32 and ``<split>_labels`` for each split of ``cfg.splits``. The data module
+    is the one the model was trained on (its stored config), reading from ``cfg.data_dir`` when given."""
+    from ganzoo.features import extract, has_features
+
+    unknown = set(cfg.splits) - set(FEATURE_SPLITS)
+    if unknown or not cfg.splits:
+        raise ValueError(f"splits must be a non-empty list of {FEATURE_SPLITS}, got {list(cfg.splits)}")
+    if cfg.limit is not None and cfg.limit < 1:
+        raise ValueError(f"limit must be >= 1 or null, got {cfg.limit}")
+    model = load_model(cfg.ckpt_path, map_location=cfg.device).to(cfg.device)
+    if not has_features(model):
+        raise ValueError(f"{type(model).__name__} has no feature map; use a bigan, aae, infogan or ssgan checkpoint")
+    data_cfg = OmegaConf.create(model.config["data"])
+    for key in ("data_dir", "cache_dir"):
+        if cfg.get(key):
+            data_cfg[key] = cfg[key]
+    data_cfg.limit = None  # the training subset limit does not apply to feature extraction
+    datamodule = instantiate(data_cfg)
+    datamodule.prepare_data()
+    datamodule.setup("fit")
+    arrays: dict[str, np.ndarray] = {}
+    for split in cfg.splits:
+        dataset = datamodule.train_set if split == "train" else datamodule.held_out()
+        x, y = (t[: cfg.limit] for t in dataset.tensors)
+        arrays[f"{split}_features"] = extract(model, x, cfg.batch_size).numpy()
+        arrays[f"{split}_labels"] = y.numpy()
+    out = save_npz(Path(cfg.out), arrays)
+    shapes = ", ".join(f"{k} {v.shape}" for k, v in arrays.items() if k.endswith("features"))
+    log.info("wrote features of %s to %s: %s", type(model).__name__, out, shapes)
     return out
 
 

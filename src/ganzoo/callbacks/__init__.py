@@ -1,4 +1,5 @@
-from ganzoo.callbacks.checkpoint import Checkpoint
+from ganzoo.callbacks.checkpoint import Checkpoint, CheckpointError, DiskSpaceError
+from ganzoo.callbacks.guard import DivergenceError, DivergenceGuard
 from ganzoo.callbacks.samples import SampleGrid
 
-__all__ = ["Checkpoint", "SampleGrid"]
+__all__ = ["Checkpoint", "CheckpointError", "DiskSpaceError", "DivergenceError", "DivergenceGuard", "SampleGrid"]

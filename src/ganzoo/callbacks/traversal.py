@@ -78,8 +78,9 @@ class CodeTraversal(_EveryNGenSteps):
 
 class HeadAccuracy(_EveryNGenSteps):
     """Classifies the data module's test split (``held_out()``) with the model's own head and logs
-    ``val/test_error`` (a model with ``classify``: SSGAN) or ``val/code_accuracy_best_matching`` (a model with
-    ``predict_codes``: InfoGAN). The forward passes cost about as much as one training step per 100 images."""
+    ``val/test_error`` (a model with ``classify``: SSGAN, the semi-supervised AAE) or
+    ``val/code_accuracy_best_matching`` (a model with ``predict_codes``: InfoGAN, the clustering AAE). The
+    forward passes cost about as much as one training step per 100 images."""
 
     key = "head_accuracy"
 
@@ -92,11 +93,12 @@ class HeadAccuracy(_EveryNGenSteps):
     def run(self, trainer: pl.Trainer, pl_module: AdversarialModule, in_loop: bool) -> None:
         images, labels = trainer.datamodule.held_out().tensors
         images, labels = images[: self.n_test], labels[: self.n_test]
-        if callable(getattr(pl_module, "classify", None)):
+        if getattr(pl_module, "is_classifier", callable(getattr(pl_module, "classify", None))):
             metrics = {"val/test_error": classifier_error(pl_module.classify, images, labels)}
         else:
             codes = pl_module.predict_codes(images)
-            mapping = match_codes(codes, labels, pl_module.num_categories, int(labels.max()) + 1)
+            method = getattr(pl_module, "code_matching", "hungarian")  # the AAE's 16 clusters: by majority
+            mapping = match_codes(codes, labels, pl_module.num_categories, int(labels.max()) + 1, method)
             metrics = {"val/code_accuracy_best_matching": mapped_accuracy(codes, mapping, labels)}
         if in_loop:  # where ModelCheckpoint(monitor=...) and train()'s returned metrics look
             for name, value in metrics.items():

@@ -73,6 +73,7 @@ class AdversarialModule(pl.LightningModule):
         self.config: dict[str, Any] | None = None  # resolved build config, stored in checkpoints for sample.py
         self._pending_rng: dict[str, Any] | None = None
         self._scores: dict[str, Tensor] = {}  # critic score means of the last critic step, logged under d/
+        self.last_terms: dict[str, Tensor] = {}  # the last batch's losses and terms (d/..., g/...), detached
         # Fixed noise for sample grids: its own RNG, so grids are comparable across runs and resumes.
         fixed = self.sample_latent(n_fixed_samples, generator=torch.Generator().manual_seed(0))
         self.register_buffer("fixed_noise", fixed)
@@ -116,12 +117,19 @@ class AdversarialModule(pl.LightningModule):
     def real_inputs(self, batch: Any) -> Tensor:
         return batch[0] if isinstance(batch, list | tuple) else batch
 
+    def critic_batches(self, batch: Any, fake_cond: Tensor | None) -> tuple[Tensor, Tensor]:
+        """The real and the fake batch one critic step compares (before tricks transform them): the data and
+        G's samples, ``loss.n_fakes`` batches of them stacked (Cramer GAN: 2), with no graph through G.
+        BiGAN compares (x, E(x)) with (G(z), z) pairs; the adversarial autoencoder prior samples with codes."""
+        real = self.real_inputs(batch)
+        with torch.no_grad():
+            fake = self.generate(self.sample_latent(real.shape[0] * self.loss.n_fakes), fake_cond)
+        return real, fake
+
     def discriminator_terms(self, batch: Any) -> Terms:
-        real, cond = self.real_inputs(batch), self.conditions(batch)
-        n_fakes = self.loss.n_fakes  # independent fake batches per real one (Cramer GAN: 2), stacked
-        fake_cond = repeat_conditions(cond, n_fakes)
-        with torch.no_grad():  # the critic step builds no graph through G
-            fake = self.generate(self.sample_latent(real.shape[0] * n_fakes), fake_cond)
+        cond = self.conditions(batch)
+        fake_cond = repeat_conditions(cond, self.loss.n_fakes)
+        real, fake = self.critic_batches(batch, fake_cond)
         real, fake = self.d_input(real), self.d_input(fake)
         critic = partial(self.discriminate, cond=cond)
         real_logits, fake_logits = critic(real), self.discriminate(fake, fake_cond)
@@ -148,7 +156,10 @@ class AdversarialModule(pl.LightningModule):
             terms = self.loss.g_terms(discriminate(fake, fake_cond), real_logits=real_logits)
         else:
             terms = self.loss.g_terms(discriminate(fake, fake_cond))
-        view = StepView(batch, real, fake, cond, fake_cond, partial(discriminate, cond=cond))
+        return self.trick_g_terms(StepView(batch, real, fake, cond, fake_cond, partial(discriminate, cond=cond)), terms)
+
+    def trick_g_terms(self, view: StepView, terms: Terms) -> Terms:
+        """``terms`` of the generator step with every trick's own added (or replaced), in trick order."""
         for trick in self.tricks.values():
             terms = trick.g_terms(self, view, terms)
         return terms
@@ -195,6 +206,7 @@ class AdversarialModule(pl.LightningModule):
                     trick.after_g_step(self)
             self.gen_step += 1
             logs |= {"g/loss": g_loss} | {f"g/{k}": v for k, v in g_terms.items()}
+        self.last_terms = logs  # every batch's detached losses and terms, for watchers (divergence guard)
         if self._logging_step():
             for name, value in logs.items():
                 self.log(name, value, prog_bar=name in ("d/loss", "g/loss"), on_step=True, on_epoch=False)
@@ -218,12 +230,20 @@ class AdversarialModule(pl.LightningModule):
         self.untoggle_optimizer(opt)
         return loss.detach(), {k: v.detach() for k, v in terms.items()}
 
+    def generator_player(self) -> list[nn.Module]:
+        """The nets G's optimizer steps, one parameter group each (BiGAN and the AAE add their encoder)."""
+        return [self.generator]
+
+    def discriminator_player(self) -> list[nn.Module]:
+        """The nets D's optimizer steps, one parameter group each (InfoGAN adds its Q head)."""
+        return [self.discriminator]
+
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
         self.setup_tricks()  # wrappers add or rename parameters: before the optimizers collect them
         # Order matters: training_step unpacks (opt_g, opt_d).
         return [
-            self.optimizer_g(self.generator.parameters()),
-            self.optimizer_d(self.discriminator.parameters()),
+            self.optimizer_g([{"params": list(net.parameters())} for net in self.generator_player()]),
+            self.optimizer_d([{"params": list(net.parameters())} for net in self.discriminator_player()]),
         ]
 
     # ---- sampling ------------------------------------------------------------------------------------

@@ -165,13 +165,14 @@ class InfoGAN(AdversarialModule):
             terms["info_cont"] = self.lambda_cont * nll
         return terms
 
-    def configure_optimizers(self) -> list[torch.optim.Optimizer]:
-        optimizers = super().configure_optimizers()
-        # Q belongs to D's optimizer (index 1: training_step unpacks (opt_g, opt_d)), with D's settings.
-        optimizers[1].add_param_group({"params": list(self.q_head.parameters())})
-        return optimizers
+    def discriminator_player(self) -> list[nn.Module]:
+        return [self.discriminator, self.q_head]  # Q belongs to D's optimizer, with D's settings
 
     # ---- reading codes from images -------------------------------------------------------------------------
+    def extract_features(self, images: Tensor) -> Tensor:
+        """D's body features, the layer Q reads (call through :func:`ganzoo.features.extract`)."""
+        return critic_features(self.discriminator, images)
+
     @torch.no_grad()
     def predict_codes(self, images: Tensor, batch_size: int = 1000) -> Tensor:
         """Q's categorical code (argmax of its logits) for each image, in eval mode; int64 on the CPU."""

@@ -23,28 +23,10 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ganzoo.models.base import AdversarialModule, Terms
-
-_LABELLED_BUFFERS = ("labelled_index", "labelled_images", "labelled_targets")
-
-
-def select_labelled(labels: Tensor, per_class: int, num_classes: int, seed: int) -> Tensor:
-    """Indices (sorted, int64) of ``per_class`` examples of each class in ``labels``, drawn by ``seed``."""
-    if per_class < 1:
-        raise ValueError(f"model.labels_per_class must be >= 1, got {per_class}")
-    generator = torch.Generator().manual_seed(seed)
-    chosen = []
-    for k in range(num_classes):
-        members = (labels == k).nonzero().flatten()
-        if len(members) < per_class:
-            raise ValueError(
-                f"model.labels_per_class={per_class} but class {k} has only {len(members)} training examples; "
-                f"lower model.labels_per_class or raise data.limit"
-            )
-        chosen.append(members[torch.randperm(len(members), generator=generator)[:per_class]])
-    return torch.cat(chosen).sort().values
+from ganzoo.models.labelled import LabelledSubset
 
 
-class SSGAN(AdversarialModule):
+class SSGAN(LabelledSubset, AdversarialModule):
     """Improved-GAN semi-supervised GAN. ``discriminator`` maps images to ``num_classes`` logits and has
     ``features(x)``, the layer feature matching uses (e.g. :class:`ganzoo.nets.conditional.NoisyMLPClassifier`)."""
 
@@ -62,10 +44,6 @@ class SSGAN(AdversarialModule):
         """The arguments of :class:`AdversarialModule`, plus the semi-supervised settings."""
         if num_classes < 2:
             raise ValueError(f"model.num_classes must be >= 2, got {num_classes}")
-        if labels_per_class < 1:
-            raise ValueError(f"model.labels_per_class must be >= 1, got {labels_per_class}")
-        if labelled_batch_size < 1:
-            raise ValueError(f"model.labelled_batch_size must be >= 1, got {labelled_batch_size}")
         if supervised_weight < 0:
             raise ValueError(f"model.supervised_weight must be >= 0, got {supervised_weight}")
         loss = kwargs.get("loss")
@@ -80,37 +58,9 @@ class SSGAN(AdversarialModule):
                 f"model.feature_matching=true needs a discriminator with features(x) "
                 f"({type(self.discriminator).__name__} has none); use NoisyMLPClassifier or set it to false"
             )
-        self.num_classes, self.labels_per_class = num_classes, labels_per_class
-        self.labelled_batch_size, self.labelled_seed = labelled_batch_size, labelled_seed
+        self.num_classes = num_classes
         self.supervised_weight, self.feature_matching = supervised_weight, feature_matching
-        # Empty until setup() picks the subset from the data (or a checkpoint restores it).
-        self.register_buffer("labelled_index", torch.zeros(0, dtype=torch.int64))
-        self.register_buffer("labelled_images", torch.zeros(0))
-        self.register_buffer("labelled_targets", torch.zeros(0, dtype=torch.int64))
-
-    # ---- the labelled subset -----------------------------------------------------------------------------
-    def setup(self, stage: str) -> None:
-        datamodule = self.trainer.datamodule
-        train_set = getattr(datamodule, "train_set", None)
-        tensors = getattr(train_set, "tensors", ())
-        if len(tensors) != 2:
-            raise ValueError("model=ssgan needs a labelled image data set (data=mnist or data=fashion_mnist)")
-        data_classes = getattr(datamodule, "num_classes", None)
-        if data_classes is not None and data_classes != self.num_classes:
-            raise ValueError(f"model.num_classes={self.num_classes} but the data has {data_classes} classes")
-        if self.labelled_index.numel() == 0:  # a resumed run gets its subset from the checkpoint instead
-            images, labels = tensors
-            index = select_labelled(labels, self.labels_per_class, self.num_classes, self.labelled_seed)
-            self.labelled_index, self.labelled_images, self.labelled_targets = index, images[index], labels[index]
-
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        super().on_load_checkpoint(checkpoint)
-        # The buffers are data-shaped: give them the checkpoint's shapes so load_state_dict can fill them.
-        for name in _LABELLED_BUFFERS:
-            saved = checkpoint["state_dict"].get(name)
-            if saved is None:
-                raise ValueError(f"checkpoint has no {name!r}: it was not written by model=ssgan")
-            setattr(self, name, torch.empty_like(saved, device=self.device))
+        self.init_labelled(labels_per_class, labelled_batch_size, labelled_seed)
 
     # ---- hooks of the base loop ----------------------------------------------------------------------------
     def discriminate(self, x: Tensor, cond: Tensor | None = None) -> Tensor:
@@ -119,10 +69,8 @@ class SSGAN(AdversarialModule):
 
     def discriminator_terms(self, batch: Any) -> Terms:
         terms = super().discriminator_terms(batch)  # unsupervised: real batch (labels unused) vs fakes
-        if self.labelled_index.numel() == 0:
-            raise RuntimeError("the labelled subset is empty: SSGAN.setup() must run before training")
-        pick = torch.randperm(len(self.labelled_targets), device=self.device)[: self.labelled_batch_size]
-        logits, targets = self.discriminator(self.labelled_images[pick]), self.labelled_targets[pick]
+        images, targets = self.labelled_batch()
+        logits = self.discriminator(images)
         self._scores["d/labelled_accuracy"] = (logits.detach().argmax(1) == targets).float().mean()
         return terms | {"supervised": self.supervised_weight * F.cross_entropy(logits, targets)}
 
@@ -137,6 +85,10 @@ class SSGAN(AdversarialModule):
             real_mean = self.discriminator.features(self.d_input(real)).mean(0)
         fake_mean = self.discriminator.features(fake).mean(0)
         return {"feature_matching": (real_mean - fake_mean).pow(2).sum()}  # ||E f(x) - E f(G(z))||^2
+
+    def extract_features(self, images: Tensor) -> Tensor:
+        """D's last hidden layer, the one feature matching uses (call through :func:`ganzoo.features.extract`)."""
+        return self.discriminator.features(images)
 
     # ---- D as a classifier -----------------------------------------------------------------------------------
     @torch.no_grad()

@@ -23,16 +23,36 @@ def upsampling_plan(image_size: int) -> tuple[int, int]:
     )
 
 
+def _check_hidden(hidden: int | None) -> None:
+    if hidden is not None and hidden < 1:
+        raise ValueError(f"hidden (a fully connected layer's width) must be >= 1 or null, got {hidden}")
+
+
 class DCGANGenerator(nn.Module):
+    """``hidden``: an extra fully connected layer (linear, norm, ReLU) before the projection to the base
+    resolution, as in InfoGAN's MNIST generator (FC 1024 -> FC 7x7x128 -> deconvs; Chen et al. 2016, C.1)."""
+
     def __init__(
-        self, latent_dim: int, channels: int = 1, image_size: int = 28, width: int = 64, norm: str = "batch"
+        self,
+        latent_dim: int,
+        channels: int = 1,
+        image_size: int = 28,
+        width: int = 64,
+        norm: str = "batch",
+        hidden: int | None = None,
     ) -> None:
         super().__init__()
         if latent_dim < 1:
             raise ValueError(f"latent_dim must be >= 1, got {latent_dim}")
+        _check_hidden(hidden)
         self.base, stages = upsampling_plan(image_size)
         top = width * 2 ** (stages - 1)  # channels at the base resolution, halved at each stage
+        stem: list[nn.Module] = []
+        if hidden is not None:
+            stem = [nn.Linear(latent_dim, hidden, bias=False), norm_layer(norm, hidden, spatial=False), nn.ReLU(True)]
+            latent_dim = hidden
         self.project = nn.Sequential(
+            *stem,
             nn.Linear(latent_dim, top * self.base * self.base, bias=False),
             nn.Unflatten(1, (top, self.base, self.base)),
             norm_layer(norm, top, spatial=True),
@@ -57,10 +77,15 @@ class DCGANGenerator(nn.Module):
 
 class DCGANDiscriminator(nn.Module):
     """Strided convs down to the base resolution, then one linear logit. No norm on the first layer
-    (as in DCGAN); use ``norm='layer'`` (or 'none') for critics trained with a gradient penalty."""
+    (as in DCGAN); use ``norm='layer'`` (or 'none') for critics trained with a gradient penalty. ``hidden``: a
+    fully connected layer (linear, norm, leaky ReLU) before the logit, as in InfoGAN's MNIST D (its output is the
+    body's features a Q head reads)."""
 
-    def __init__(self, channels: int = 1, image_size: int = 28, width: int = 64, norm: str = "batch") -> None:
+    def __init__(
+        self, channels: int = 1, image_size: int = 28, width: int = 64, norm: str = "batch", hidden: int | None = None
+    ) -> None:
         super().__init__()
+        _check_hidden(hidden)
         base, stages = upsampling_plan(image_size)
         layers: list[nn.Module] = [nn.Conv2d(channels, width, 4, 2, 1), nn.LeakyReLU(0.2, True)]
         ch = width
@@ -71,7 +96,16 @@ class DCGANDiscriminator(nn.Module):
                 nn.LeakyReLU(0.2, True),
             ]
             ch *= 2
-        layers += [nn.Flatten(), nn.Linear(ch * base * base, 1)]
+        layers.append(nn.Flatten())
+        features = ch * base * base
+        if hidden is not None:
+            layers += [
+                nn.Linear(features, hidden, bias=norm == "none"),
+                norm_layer(norm, hidden, spatial=False),
+                nn.LeakyReLU(0.2, True),
+            ]
+            features = hidden
+        layers.append(nn.Linear(features, 1))
         self.net = nn.Sequential(*layers)
         init_dcgan_weights(self)
 
