@@ -1,6 +1,7 @@
 """The augmentation study: ``python src/augment.py ckpt_path=<conditional generator> [labelled=[100,1000]]``.
 
-Writes the JSON of every (N, seed, arm) accuracy to ``out`` and the "augment" section of ``results_md``.
+Writes the JSON of every (N, seed, arm) accuracy to ``out`` and the ``section`` of ``results_md`` (one section
+per generator: ``section=augment_fair`` keeps a second study beside the first).
 """
 
 import sys
@@ -20,7 +21,7 @@ from report import machine, write_section  # noqa: E402  (bench/ is scripts, not
 def study_and_report(cfg: DictConfig) -> dict:
     result = run(cfg)
     if cfg.results_md:
-        write_section("augment", section_lines(result, machine()), ROOT / cfg.results_md)
+        write_section(cfg.section, section_lines(result, machine()), ROOT / cfg.results_md)
     return result
 
 

@@ -20,7 +20,6 @@ comparison is fair (the generator saw no label the classifier did not).
 
 from __future__ import annotations
 
-import json
 import logging
 import statistics
 import sys
@@ -36,6 +35,7 @@ from omegaconf import DictConfig
 from torch import Tensor, nn
 
 from ganzoo.data.mnist import load_split
+from ganzoo.files import write_json
 from ganzoo.models.base import AdversarialModule
 from ganzoo.models.labelled import select_labelled
 from ganzoo.pipeline import load_model
@@ -343,9 +343,7 @@ def run(cfg: DictConfig) -> dict:
             f"{row['verdict']}; generator saw {row['generator_saw']}",
             flush=True,
         )
-    out = Path(cfg.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    out = write_json(cfg.out, result)
     log.info("wrote %s", out)
     return result
 

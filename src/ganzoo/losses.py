@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ganzoo.tricks.base import last_linear, replace_module
+from ganzoo.nets.layers import last_linear, replace_module
 
 Critic = Callable[[Tensor], Tensor]
 Target = Tensor | float  # a target probability of being real: one number, or one per output

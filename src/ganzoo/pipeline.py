@@ -7,6 +7,7 @@ the same code on a config composed in-process.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import sys
 import time
@@ -24,7 +25,9 @@ from omegaconf import DictConfig, OmegaConf
 from ganzoo.callbacks.checkpoint import CheckpointError, DiskSpaceError, check_resume_checkpoint
 from ganzoo.callbacks.guard import DivergenceError
 from ganzoo.callbacks.samples import image_grid, save_png
+from ganzoo.callbacks.wandb_resume import WandbRunId, resume_wandb_run
 from ganzoo.data.idx import DataError
+from ganzoo.files import atomic_write
 from ganzoo.models.base import AdversarialModule
 from ganzoo.sweeps import write_run_record
 
@@ -74,14 +77,18 @@ def train(cfg: DictConfig, extra_callbacks: Sequence[pl.Callback] = ()) -> dict[
     """Train one run; returns the last logged metrics (the sweep objective reads these).
 
     ``extra_callbacks`` run before the configured ones (benchmarks, notebooks)."""
+    check_learning_rates(cfg)
+    # A damaged or unsafe file, or one of another model: named before any work.
+    resumed = check_resume_checkpoint(cfg.get("ckpt_path"), cfg.get("model"))
+    if resumed is not None:
+        resume_wandb_run(cfg, resumed)  # the same W&B run, not a second one
     pl.seed_everything(cfg.seed, workers=True)
     datamodule = instantiate(cfg.data)
     model = build_model(cfg)
-    trainer = build_trainer(cfg, extra_callbacks)
+    trainer = build_trainer(cfg, [*extra_callbacks, WandbRunId()])
     for logger in trainer.loggers:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
     started = time.perf_counter()
-    check_resume_checkpoint(cfg.get("ckpt_path"))  # a damaged or unsafe file: named, before any work
     # weights_only explicitly: torch's default can be flipped by TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD.
     trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=True)
     _close_wandb_runs(trainer)
@@ -91,6 +98,29 @@ def train(cfg: DictConfig, extra_callbacks: Sequence[pl.Callback] = ()) -> dict[
         facts = {"gen_step": model.gen_step, "disc_step": model.disc_step}
         write_run_record(cfg.paths.output_dir, metrics, seconds=round(time.perf_counter() - started, 2), **facts)
     return metrics
+
+
+def check_learning_rates(cfg: DictConfig) -> None:
+    """Every ``lr`` of the model, loss and trick configs must be > 0: torch rejects a negative one only when the
+    optimizer is built, mid-setup and without the key, and takes 0 silently (a run that never learns)."""
+    for section in ("model", "loss", "trick"):
+        if cfg.get(section) is None:
+            continue
+        for key, value in _find_key(OmegaConf.to_container(cfg[section], resolve=True), "lr", section):
+            if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < math.inf:
+                raise ValueError(f"{key} must be a finite number > 0, got {value!r}")
+
+
+def _find_key(tree: Any, name: str, path: str) -> list[tuple[str, Any]]:
+    """(dotted path, value) of every non-null ``name`` key in a nested config container."""
+    if isinstance(tree, dict):
+        found = [(f"{path}.{name}", tree[name])] if tree.get(name) is not None else []
+        for key, child in tree.items():
+            found += _find_key(child, name, f"{path}.{key}")
+        return found
+    if isinstance(tree, list):
+        return [hit for i, child in enumerate(tree) for hit in _find_key(child, name, f"{path}[{i}]")]
+    return []
 
 
 def _close_wandb_runs(trainer: pl.Trainer) -> None:
@@ -162,11 +192,7 @@ def sample(cfg: DictConfig) -> Path:
 
 def save_npz(out: Path, arrays: dict[str, np.ndarray]) -> Path:
     """Write a compressed npz atomically (temporary name, then rename): a crash leaves no half file."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp.npz")
-    np.savez_compressed(tmp, **arrays)
-    tmp.replace(out)
-    return out
+    return atomic_write(out, lambda tmp: np.savez_compressed(tmp, **arrays))
 
 
 FEATURE_SPLITS = ("train", "test")

@@ -21,6 +21,8 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
+from ganzoo.files import write_json
+
 log = logging.getLogger("ganzoo")
 
 RUN_RECORD = "run_summary.json"
@@ -46,12 +48,7 @@ def objective(cfg: DictConfig, metrics: dict[str, float]) -> float | dict[str, f
 
 def write_run_record(output_dir: str | Path, metrics: dict[str, float], **facts: Any) -> Path:
     """``<output_dir>/run_summary.json``: the final metrics and facts of one run (iterations, seconds)."""
-    path = Path(output_dir) / RUN_RECORD
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps({"metrics": metrics, **facts}, indent=2, sort_keys=True) + "\n")
-    tmp.replace(path)
-    return path
+    return write_json(Path(output_dir) / RUN_RECORD, {"metrics": metrics, **facts}, sort_keys=True)
 
 
 def wandb_group() -> str | None:

@@ -13,6 +13,7 @@ from weakref import proxy
 
 import pytorch_lightning as pl
 import torch
+from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import ModelCheckpoint
 
 from ganzoo.callbacks.guard import DivergenceError, first_non_finite
@@ -228,12 +229,62 @@ def read_checkpoint(path: str | Path, map_location: str = "cpu") -> dict[str, An
         ) from err
 
 
-def check_resume_checkpoint(ckpt_path: str | Path | None) -> None:
-    """Check a ``ckpt_path`` to resume from before training starts: Lightning would fail on a damaged file with
-    a traceback that does not name it. Lightning's keywords (``last``, ``best``, ...) are left to Lightning."""
+def check_resume_checkpoint(ckpt_path: str | Path | None, model_cfg: Any = None) -> dict[str, Any] | None:
+    """Check a ``ckpt_path`` to resume from before training starts, and return it loaded (None when there is none).
+
+    Lightning would fail on a damaged file, or on the weights of another model, with a traceback that names
+    neither the file nor the model. With ``model_cfg`` (the run's ``cfg.model``), the checkpoint must have been
+    trained with the same model class and the same nets (class and settings) as the run builds.
+    Lightning's keywords (``last``, ``best``, ...) and remote URLs are left to Lightning."""
     if ckpt_path is None or str(ckpt_path) in _CKPT_KEYWORDS or "://" in str(ckpt_path):
-        return
-    read_checkpoint(ckpt_path)
+        return None
+    checkpoint = read_checkpoint(ckpt_path)
+    if model_cfg is not None:
+        _check_same_model(Path(ckpt_path), checkpoint, model_cfg)
+    return checkpoint
+
+
+def _check_same_model(path: Path, checkpoint: dict[str, Any], model_cfg: Any) -> None:
+    """The model class, and each net whose weights the checkpoint holds, must be built as they were trained."""
+    stored = ((checkpoint.get("ganzoo") or {}).get("config") or {}).get("model")
+    if not isinstance(stored, dict):
+        return  # not a ganzoo checkpoint: the model's on_load_checkpoint says so, by name
+    current = OmegaConf.to_container(model_cfg, resolve=True) if isinstance(model_cfg, DictConfig) else model_cfg
+    differences = [("model._target_", stored.get("_target_"), current.get("_target_"))]
+    for net in sorted({key.split(".")[0] for key in checkpoint.get("state_dict", {})}):
+        if isinstance(stored.get(net), dict) or isinstance(current.get(net), dict):  # not: fixed noise, loss, tricks
+            differences.append(_first_difference(stored.get(net), current.get(net), f"model.{net}"))
+    for key, was, now in differences:
+        if key is not None and was != now:
+            raise CheckpointError(
+                f"checkpoint {path} was trained with {key}={was}, but this run has {key}={now}; "
+                f"{_same_model_hint(path)}"
+            )
+
+
+def _first_difference(was: Any, now: Any, key: str) -> tuple[str | None, Any, Any]:
+    """The first key (``_target_`` first) under which two config trees differ, with both values."""
+    if isinstance(was, dict) and isinstance(now, dict):
+        for name in sorted(was.keys() | now.keys(), key=lambda k: (k != "_target_", str(k))):
+            found = _first_difference(was.get(name), now.get(name), f"{key}.{name}")
+            if found[0] is not None:
+                return found
+        return None, None, None
+    if isinstance(was, dict) or isinstance(now, dict):
+        was, now = (w.get("_target_", w) if isinstance(w, dict) else w for w in (was, now))
+        return f"{key}._target_" if was != now else key, was, now
+    return (key, was, now) if was != now else (None, None, None)
+
+
+def _same_model_hint(path: Path) -> str:
+    """How to build the model the checkpoint was trained with: the model overrides of its Hydra run, when known."""
+    overrides_file = path.parent.parent / ".hydra" / "overrides.yaml"
+    advice = "drop ckpt_path to start a new run instead"
+    if not overrides_file.is_file():
+        return f"resume with the model settings it was trained with, or {advice}"
+    overrides = [str(o) for o in OmegaConf.load(overrides_file) if str(o).lstrip("+~").startswith("model")]
+    trained = " ".join(overrides) if overrides else "the default model (no model overrides)"
+    return f"resume with the model it was trained with ({trained}; see {overrides_file}), or {advice}"
 
 
 def _fallback_hint(damaged: Path) -> str:

@@ -19,8 +19,6 @@ At the end of training it writes ``final.json`` (the last scores, step counters 
 
 from __future__ import annotations
 
-import json
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -37,6 +35,7 @@ from torch import Tensor
 from ganzoo.callbacks.plots import figure_to_tensor
 from ganzoo.callbacks.samples import log_image, save_png
 from ganzoo.data.toy import CurvesDataModule, MixtureDataModule
+from ganzoo.files import atomic_write, write_json
 from ganzoo.metrics.toy import curve_bounds, curve_metrics, fit_a, mode_metrics
 from ganzoo.models.base import AdversarialModule, is_final_batch
 
@@ -218,8 +217,8 @@ class ToyMetrics(pl.Callback):
             "metrics": {k: v for k, v in self.history[-1].items() if k != "gen_step"},
         }
         self.dirpath.mkdir(parents=True, exist_ok=True)
-        _write_atomic(self.dirpath / "final.json", lambda f: f.write(json.dumps(final, indent=2).encode()))
-        _write_atomic(self.dirpath / "final_samples.npy", lambda f: np.save(f, self._samples))
+        write_json(self.dirpath / "final.json", final)
+        atomic_write(self.dirpath / "final_samples.npy", lambda tmp: np.save(tmp, self._samples))
 
     # ---- scoring and plotting ----------------------------------------------------------------------------
     @torch.no_grad()
@@ -259,11 +258,3 @@ def _d_probabilities(pl_module: AdversarialModule, real: Tensor, fake: Tensor) -
     finally:
         pl_module.discriminator.train(was_training)
     return {"d_real": probs[0], "d_fake": probs[1]}
-
-
-def _write_atomic(path: Path, write: Any) -> None:
-    """Write through ``write(file)`` to a temporary name, then rename: readers never see half a file."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as f:
-        write(f)
-    os.replace(tmp, path)

@@ -94,7 +94,11 @@ class TabularDataModule(pl.LightningDataModule):
     def load_table(self) -> tuple[pd.DataFrame, Schema]:
         """The whole table (first ``limit`` rows) restricted to the modelled columns, dates parsed, and its schema."""
         table = read_table(self.path, self.read_options, self.missing_hint)
+        if table.empty:
+            raise DataError(f"table file {self.path} has no rows (a header only?); point data.path at a filled table")
         if self.limit is not None:
+            if self.limit < 1:
+                raise ValueError(f"data.limit must be >= 1 (rows) or null, got {self.limit}")
             table = table.iloc[: self.limit]
         table.columns = [str(c) for c in table.columns]
         schema = infer_schema(table, **self.schema_options)

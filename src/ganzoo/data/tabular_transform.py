@@ -137,6 +137,8 @@ class ModeSpecificScaler:
 
     def fit(self, x: np.ndarray, rng: np.random.Generator) -> None:
         sample = rng.choice(x, self.max_rows, replace=False) if len(x) > self.max_rows else x
+        if len(sample) < 2:  # one observed value: one mode there (the mixture refuses to fit a single sample)
+            sample = np.repeat(sample, 2)
         mixture = BayesianGaussianMixture(
             n_components=min(self.max_modes, len(np.unique(sample))),
             covariance_type="spherical",  # in one dimension all types are the same model; this one is cheapest

@@ -17,9 +17,8 @@ import contextlib
 import hashlib
 import json
 import logging
-import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -28,6 +27,7 @@ from torch import Tensor, nn
 
 from ganzoo.data.idx import DataError
 from ganzoo.data.mnist import load_split, to_unit_range
+from ganzoo.files import atomic_write
 
 log = logging.getLogger("ganzoo")
 
@@ -197,18 +197,9 @@ def save_evaluator(evaluator: Evaluator, cache_dir: str | Path) -> Path:
     """Write weights, then their record, each atomically (temporary file + os.replace)."""
     weights_path, record_path = evaluator_paths(evaluator.info.dataset, cache_dir)
     weights_path.parent.mkdir(parents=True, exist_ok=True)
-    _atomic_write(weights_path, lambda tmp: torch.save(evaluator.state_dict(), tmp))
-    _atomic_write(record_path, lambda tmp: tmp.write_text(json.dumps(asdict(evaluator.info), indent=2) + "\n"))
+    atomic_write(weights_path, lambda tmp: torch.save(evaluator.state_dict(), tmp))
+    atomic_write(record_path, lambda tmp: tmp.write_text(json.dumps(asdict(evaluator.info), indent=2) + "\n"))
     return weights_path
-
-
-def _atomic_write(path: Path, write: Callable[[Path], object]) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def load_evaluator(

@@ -32,6 +32,7 @@ from torchmetrics.image.inception import InceptionScore
 from torchmetrics.image.kid import KernelInceptionDistance
 
 from ganzoo.data.mnist import load_split
+from ganzoo.files import write_json
 from ganzoo.metrics.evaluator import EvaluatorExtractor, WeightsError, load_evaluator
 
 log = logging.getLogger("ganzoo")
@@ -433,7 +434,7 @@ def evaluate(cfg: Any) -> dict[str, Any]:
 
     Console().print(metrics_table(report))
     out = Path(cfg.out) if cfg.out else Path(source).parent / "metrics.json"
-    _write_json(report, out)
+    write_json(out, report)
     log.info("wrote %s", out)
     return report
 
@@ -485,13 +486,3 @@ def _images_to_score(cfg: Any) -> tuple[Tensor | np.ndarray, np.ndarray | None, 
     images = model.sample(latent=model.sample_latent(cfg.n), cond=cond, batch_size=cfg.batch_size)
     labels = cond.cpu().numpy() if cond is not None and cond.dim() == 1 and not cond.is_floating_point() else None
     return images, labels, Path(cfg.ckpt_path)
-
-
-def _write_json(report: dict[str, Any], path: Path) -> None:
-    import json
-    import os
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(report, indent=2) + "\n")
-    os.replace(tmp, path)

@@ -35,3 +35,18 @@ def init_dcgan_weights(module: nn.Module) -> None:
         elif isinstance(m, _NORMS_WITH_AFFINE) and m.weight is not None:
             nn.init.normal_(m.weight, 1.0, 0.02)
             nn.init.zeros_(m.bias)
+
+
+def last_linear(net: nn.Module) -> tuple[str, nn.Linear]:
+    """The name and module of the last ``nn.Linear`` registered in ``net`` (a critic's output layer)."""
+    found = [(name, m) for name, m in net.named_modules() if isinstance(m, nn.Linear)]
+    if not found:
+        raise ValueError(f"{type(net).__name__} has no nn.Linear layer to attach to")
+    return found[-1]
+
+
+def replace_module(root: nn.Module, name: str, new: nn.Module) -> None:
+    """Put ``new`` where the submodule called ``name`` (dotted path) is, keeping every other name as it was."""
+    parent_name, _, child = name.rpartition(".")
+    parent = root.get_submodule(parent_name) if parent_name else root
+    setattr(parent, child, new)

@@ -110,21 +110,6 @@ class Trick(nn.Module):
 
 
 # ---- small helpers shared by tricks that edit networks ---------------------------------------------------
-def last_linear(net: nn.Module) -> tuple[str, nn.Linear]:
-    """The name and module of the last ``nn.Linear`` registered in ``net`` (a critic's output layer)."""
-    found = [(name, m) for name, m in net.named_modules() if isinstance(m, nn.Linear)]
-    if not found:
-        raise ValueError(f"{type(net).__name__} has no nn.Linear layer to attach to")
-    return found[-1]
-
-
-def replace_module(root: nn.Module, name: str, new: nn.Module) -> None:
-    """Put ``new`` where the submodule called ``name`` (dotted path) is, keeping every other name as it was."""
-    parent_name, _, child = name.rpartition(".")
-    parent = root.get_submodule(parent_name) if parent_name else root
-    setattr(parent, child, new)
-
-
 def check_positive(trick: str, **values: float) -> None:
     """One-line errors for knobs that must be > 0."""
     for key, value in values.items():

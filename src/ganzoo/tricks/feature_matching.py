@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor
 
-from ganzoo.tricks.base import StepView, Terms, Trick, check_positive, last_linear
+from ganzoo.nets.layers import last_linear
+from ganzoo.tricks.base import StepView, Terms, Trick, check_positive
 
 if TYPE_CHECKING:
     from ganzoo.models.base import AdversarialModule

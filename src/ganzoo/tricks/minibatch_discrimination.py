@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor, nn
 
-from ganzoo.tricks.base import Trick, check_positive, last_linear, replace_module
+from ganzoo.nets.layers import last_linear, replace_module
+from ganzoo.tricks.base import Trick, check_positive
 
 if TYPE_CHECKING:
     from ganzoo.models.base import AdversarialModule

@@ -22,7 +22,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor, nn
 
-from ganzoo.tricks.base import Trick, replace_module
+from ganzoo.nets.layers import replace_module
+from ganzoo.tricks.base import Trick
 
 if TYPE_CHECKING:
     from ganzoo.models.base import AdversarialModule
