@@ -19,7 +19,50 @@ def seeded_loader(dataset: Dataset, batch_size: int, seed: int, trainer: pl.Trai
     world, rank = (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
     sampler = DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=True, seed=seed, drop_last=True)
     loader_rng = torch.Generator().manual_seed(seed)
-    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, drop_last=True, generator=loader_rng)
+    return ResumableLoader(dataset, batch_size=batch_size, sampler=sampler, drop_last=True, generator=loader_rng)
+
+
+class ResumableLoader(DataLoader):
+    """A DataLoader (over a sampler with ``set_epoch``) that resumes in the middle of an epoch.
+
+    Lightning (>= 2.2) stores ``state_dict()`` of a loader that has one in every checkpoint and hands it back
+    through ``load_state_dict()`` on resume. The state is (epoch, batches handed out in it); the first iterator of
+    the same epoch after a resume skips those batches, so a run resumed from a periodic checkpoint sees exactly
+    the batches an uninterrupted run sees (without it Lightning restarts the epoch's data from its first batch).
+    Lightning fetches one batch ahead only for loaders without a length, which this one has, so the count is
+    the number of batches trained when a checkpoint is written in ``on_train_batch_end``.
+    """
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._handed_out = 0
+        self._resume: dict[str, int] | None = None
+
+    def _epoch(self) -> int:
+        return int(getattr(self.sampler, "epoch", 0))
+
+    def __iter__(self):
+        iterator = super().__iter__()
+        skip = 0
+        # A finished epoch is Lightning's to handle: it re-enters it without fetching and moves on (skipping its
+        # batches here would end it a second time, and Lightning would then skip the next epoch).
+        if self._resume is not None and self._resume["epoch"] == self._epoch() and self._resume["batches"] < len(self):
+            skip = self._resume["batches"]
+        self._resume = None
+        self._handed_out = 0
+        return self._counted(iterator, skip)
+
+    def _counted(self, iterator, skip: int):
+        for index, batch in enumerate(iterator):
+            self._handed_out = index + 1
+            if index >= skip:
+                yield batch
+
+    def state_dict(self) -> dict[str, int]:
+        return {"epoch": self._epoch(), "batches": self._handed_out}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self._resume = {"epoch": int(state["epoch"]), "batches": int(state["batches"])}
 
 
 class InMemorySplits(pl.LightningDataModule):
