@@ -60,3 +60,16 @@ def test_resume_actually_depends_on_the_checkpoint(train_config, tmp_path):
     other = final_state(tmp_path / "run")
     g = "generator.project.0.weight"
     assert not torch.equal(full["state_dict"][g], other["state_dict"][g])
+
+
+def test_ckpt_path_last_resumes_the_run_in_place(train_config, tmp_path):
+    train(train_config(*TINY, "trainer.max_steps=8"))
+    train(train_config(*TINY, "trainer.max_steps=12", "ckpt_path=last"))  # same run dir: tmp_path/run
+    assert final_state(tmp_path / "run")["ganzoo"]["gen_step"] == 6
+
+
+def test_ckpt_path_last_without_a_checkpoint_names_the_file(train_config, tmp_path):
+    from ganzoo.pipeline import CheckpointError
+
+    with pytest.raises(CheckpointError, match=r"run/checkpoints/last.ckpt does not exist"):
+        train(train_config(*TINY, "trainer.max_steps=8", "ckpt_path=last"))

@@ -78,8 +78,9 @@ def train(cfg: DictConfig, extra_callbacks: Sequence[pl.Callback] = ()) -> dict[
 
     ``extra_callbacks`` run before the configured ones (benchmarks, notebooks)."""
     check_learning_rates(cfg)
+    ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), cfg.paths.output_dir)
     # A damaged or unsafe file, or one of another model: named before any work.
-    resumed = check_resume_checkpoint(cfg.get("ckpt_path"), cfg.get("model"))
+    resumed = check_resume_checkpoint(ckpt_path, cfg.get("model"))
     if resumed is not None:
         resume_wandb_run(cfg, resumed)  # the same W&B run, not a second one
     pl.seed_everything(cfg.seed, workers=True)
@@ -90,7 +91,7 @@ def train(cfg: DictConfig, extra_callbacks: Sequence[pl.Callback] = ()) -> dict[
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
     started = time.perf_counter()
     # weights_only explicitly: torch's default can be flipped by TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD.
-    trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=True)
+    trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
     _close_wandb_runs(trainer)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
     if trainer.is_global_zero:
@@ -98,6 +99,20 @@ def train(cfg: DictConfig, extra_callbacks: Sequence[pl.Callback] = ()) -> dict[
         facts = {"gen_step": model.gen_step, "disc_step": model.disc_step}
         write_run_record(cfg.paths.output_dir, metrics, seconds=round(time.perf_counter() - started, 2), **facts)
     return metrics
+
+
+def resolve_ckpt_path(ckpt_path: str | None, output_dir: str) -> str | None:
+    """``ckpt_path=last`` means this run dir's ``checkpoints/last.ckpt``: resume a run in place with
+    ``python src/train.py hydra.run.dir=<its dir> ckpt_path=last`` (plus the run's own overrides)."""
+    if ckpt_path != "last":
+        return ckpt_path
+    path = Path(output_dir) / "checkpoints" / "last.ckpt"
+    if not path.is_file():
+        raise CheckpointError(
+            f"ckpt_path=last but {path} does not exist; pass hydra.run.dir=<the run's dir> to resume it in place, "
+            f"or ckpt_path=<run dir>/checkpoints/last.ckpt"
+        )
+    return str(path)
 
 
 def check_learning_rates(cfg: DictConfig) -> None:
