@@ -162,3 +162,32 @@ def test_images_and_labels_that_disagree_are_named(tmp_path):
     (raw / "train-labels-idx1-ubyte").write_bytes(idx_bytes(np.zeros(2, dtype=np.uint8)))
     with pytest.raises(DataError, match=r"disagree: images \(3, 28, 28\), labels \(2,\)"):
         load_split("MNIST", "train", tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("model.n_critic=abc", "model.n_critic must be int, got 'abc' (str)"),
+        ("model.latent_dim=1.5", "model.latent_dim must be int, got 1.5 (float)"),
+        ("data.batch_size=x", "data.batch_size must be int, got 'x' (str)"),
+        ("model.grad_clip_d=abc", "model.grad_clip_d must be float or null, got 'abc' (str)"),
+        ("model.discriminator.norm=3", "model.discriminator.norm must be str, got 3 (int)"),
+    ],
+)
+def test_a_mistyped_value_is_named_before_anything_is_built(train_config, capsys, override, message):
+    assert user_error(train_config(override), capsys) == f"error: {message}"
+
+
+def test_every_shipped_config_passes_the_type_check(train_config):
+    from ganzoo.validation import check_types
+
+    for overrides in (
+        [],
+        ["model=bigan", "loss=wgan_gp"],
+        ["experiment=aae_semi"],
+        ["experiment=rcgan_waves"],
+        ["experiment=adult_wgan_gp"],
+        ["experiment=ring", "trick=[unrolled,ema]"],
+        ["model=infogan", "trick=[spectral_norm,minibatch_disc]"],
+    ):
+        check_types(train_config(*overrides, fast=False))

@@ -30,6 +30,7 @@ from ganzoo.data.idx import DataError
 from ganzoo.files import atomic_write
 from ganzoo.models.base import AdversarialModule
 from ganzoo.sweeps import write_run_record
+from ganzoo.validation import check_types
 
 log = logging.getLogger("ganzoo")
 
@@ -77,6 +78,7 @@ def train(cfg: DictConfig, extra_callbacks: Sequence[pl.Callback] = ()) -> dict[
     """Train one run; returns the last logged metrics (the sweep objective reads these).
 
     ``extra_callbacks`` run before the configured ones (benchmarks, notebooks)."""
+    check_types(cfg)
     check_learning_rates(cfg)
     ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), cfg.paths.output_dir)
     # A damaged or unsafe file, or one of another model: named before any work.
