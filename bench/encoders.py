@@ -78,6 +78,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("runs", nargs="+", type=Path)
     parser.add_argument("--ckpt", default="last.ckpt")
+    parser.add_argument("--section", default="encoders", help="results.md section to (re)write")
     args = parser.parse_args()
     data_dir = os.environ.get("GANZOO_DATA_DIR", str(ROOT.parent / "data"))
     cache_dir = os.environ.get("GANZOO_CACHE_DIR", str(ROOT.parent / ".cache"))
@@ -102,7 +103,7 @@ def main() -> None:
     lines += [
         f"| {r['model']} | {r['figures']} | {r['gen_step']} | {r['minutes']:.1f} | `{r['command']}` |" for r in rows
     ]
-    write_section("encoders", lines)
+    write_section(args.section, lines)
 
 
 if __name__ == "__main__":

@@ -116,6 +116,9 @@ class AAE(LabelledSubset, AdversarialModule):
         self.init_labelled(labels_per_class, labelled_batch_size, labelled_seed)
         n_fixed = len(self.fixed_noise)
         self.register_buffer("fixed_labels", torch.arange(n_fixed) * num_classes // n_fixed)
+        if prior == "categorical":  # progress grids: the categorical value in blocks, one grid row per value
+            blocks = torch.arange(n_fixed) * num_categories // n_fixed
+            self.fixed_noise[:, :num_categories] = F.one_hot(blocks, num_categories).float()
 
     @staticmethod
     def code_dim_for(prior: str, latent_dim: int, num_categories: int) -> int:
