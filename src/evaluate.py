@@ -3,7 +3,7 @@
 import hydra
 from omegaconf import DictConfig
 
-from ganzoo.metrics.image import evaluate
+from ganzoo.evaluation import evaluate
 from ganzoo.pipeline import report_user_errors
 
 

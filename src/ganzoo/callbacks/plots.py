@@ -108,23 +108,31 @@ def progress_figure(trainer: pl.Trainer, pl_module: AdversarialModule, fake: Ten
     )
 
 
-def _sweep_directions(base: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor]:
-    """Two orthonormal directions around a per-step latent ``base`` (T, D), each with unit per-element RMS:
-    a shift (one random D-vector added at every step) and the base pattern itself (moving along it scales
-    the noise), made orthogonal to the shift."""
-    shift = torch.randn(base.shape[-1], generator=generator).expand_as(base)
-    shift = shift / shift.pow(2).mean().sqrt()
-    scale = base - (base * shift).mean() * shift
-    return shift, scale / scale.pow(2).mean().sqrt()
+def _sweep_plane(base: Tensor, generator: torch.Generator) -> Tensor:
+    """Two orthonormal directions (2, *base.shape) of a latent shaped like ``base``, each of unit norm over the
+    whole latent. For a per-step latent (T, D) they are time-constant: one D-vector at every step, scaled by
+    1/sqrt(T): frequency and amplitude belong to the whole sequence, and a direction that moves every step's
+    noise alike is the plainest "global" direction of a per-step latent."""
+    width = base.shape[-1]
+    if width < 2:
+        raise ValueError(f"a 2-D latent sweep needs at least 2 latent features (per step), got {width}")
+    basis = torch.linalg.qr(torch.randn(width, 2, generator=generator))[0].T  # (2, width), orthonormal rows
+    steps = base.shape[0] if base.dim() == 2 else 1
+    return basis[:, None, :].expand(2, steps, width).reshape(2, *base.shape) / steps**0.5
 
 
 @torch.no_grad()
 def latent_sweep(
     model: AdversarialModule, label: int | None, steps: int = 7, span: float = 2.0, seed: int = 0
 ) -> tuple[Tensor, Tensor]:
-    """Generated sequences on a ``steps`` x ``steps`` grid of latents around one seeded per-step noise
-    pattern z0: z0 + a * shift + b * scale for a, b in linspace(-span, span, steps) (see
-    :func:`_sweep_directions`), all at class ``label`` (None for unconditional models).
+    """Generated sequences on a ``steps`` x ``steps`` grid of a 2-D normal latent (a, b) embedded in the
+    model's latent, at class ``label`` (None for unconditional models).
+
+    The latent at (a, b) is z = z_rest + a * e1 + b * e2: e1, e2 are the orthonormal directions of
+    :func:`_sweep_plane` and z_rest a seeded N(0, I) draw with its components along e1 and e2 removed. So
+    (a, b) are exactly the standard-normal coordinates of the latent in that plane and every grid point,
+    a, b in linspace(-span, span, steps), is a typical latent of training (within ``span`` sigma), not a
+    point off the distribution G was trained on.
 
     Returns sequences (steps * steps, T, C) in row-major order (row = a, column = b) and their grid
     positions (steps * steps, 2) as (a, b). One row or column, e.g. ``sequences[positions[:, 0] == 0]``
@@ -133,25 +141,26 @@ def latent_sweep(
     if steps < 2 or span <= 0:
         raise ValueError(f"need steps >= 2 and span > 0, got {steps} and {span}")
     gen = torch.Generator().manual_seed(seed)
-    base = model.sample_latent(1, generator=gen)[0]
-    shift, scale = _sweep_directions(base, gen)
-    offsets = torch.linspace(-span, span, steps)
+    base = model.sample_latent(1, generator=gen)[0].cpu()
+    plane = _sweep_plane(base, gen)
+    flat = plane.flatten(1)
+    rest = (base.flatten() - (flat @ base.flatten()) @ flat).view_as(base)  # no components along e1, e2
+    offsets = span * (2 * torch.arange(steps) / (steps - 1) - 1)  # linspace, but with an exact 0 in the middle
     positions = torch.cartesian_prod(offsets, offsets)
-    latents = base + positions[:, 0, None, None] * shift + positions[:, 1, None, None] * scale
+    latents = rest + (positions @ flat).view(len(positions), *base.shape)  # + a * e1 + b * e2
     cond = None if label is None else torch.full((len(latents),), label, dtype=torch.int64)
-    return model.sample(latent=latents, cond=cond), positions
+    return model.sample(latent=latents.to(model.device), cond=cond), positions
 
 
 def sweep_figure(sequences: Tensor, positions: Tensor, title: str = "") -> Tensor:
-    """The sequences of :func:`latent_sweep` drawn on their grid: rows move along the shift direction,
-    columns along the scale direction."""
+    """The sequences of :func:`latent_sweep` drawn on their grid: rows move along e1 (a), columns along e2 (b)."""
     row_values, col_values = (torch.unique(positions[:, i]) for i in (0, 1))
     fig, axes = _rows(len(row_values), len(col_values))
     for ax, row, value in zip(axes, sequences.split(len(col_values)), row_values.tolist(), strict=True):
-        ax.set_ylabel(f"shift {value:+.2g}", fontsize=7)
+        ax.set_ylabel(f"a = {value:+.2g}", fontsize=7)
         _plot_row(ax, row, "tab:red", len(col_values))
     scales = ", ".join(f"{v:+.2g}" for v in col_values.tolist())
-    axes[-1].set_xlabel(f"scale {scales} (left to right)", fontsize=7)
+    axes[-1].set_xlabel(f"b = {scales} (left to right)", fontsize=7)
     if title:
         fig.subplots_adjust(top=1 - 0.25 / fig.get_figheight())
         fig.suptitle(title, fontsize=8, y=1 - 0.05 / fig.get_figheight(), va="top")

@@ -9,21 +9,29 @@
 - Discriminative score |accuracy - 0.5| of a post-hoc GRU real-vs-fake classifier and the predictive score
   (next-step MAE) trained on fake, tested on real (Yoon et al. 2019, TimeGAN, section 5).
 - Latent sweep smoothness: Spearman rho of the recovered frequency / amplitude along a sweep, label flips.
+``evaluate`` is src/evaluate.py's report for sequence data: all of these beside the real-vs-real floor and
+the targets of issue 7.
 Inputs are (N, T, C) float tensors or arrays and int labels (N,).
 """
 
 from __future__ import annotations
 
+import logging
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
-from scipy.stats import ks_2samp, spearmanr
+from scipy.stats import ConstantInputWarning, ks_2samp, spearmanr
 from torch import nn
 
 from ganzoo.data.waves import DEFAULT_SHAPES, WAVE_SHAPES
+from ganzoo.files import write_json
 
+log = logging.getLogger("ganzoo")
 Array = np.ndarray | torch.Tensor
 BANDWIDTH_SCALES = (0.25, 0.5, 1.0, 2.0, 4.0)
 
@@ -346,3 +354,334 @@ def real_floor(real_x: Array, real_y: Array, seed: int = 0, **kwargs) -> dict[st
     real, ry = _float_tensor(real_x), _labels(real_y)
     first, second = _split(len(real), 0.5, torch.Generator().manual_seed(seed))
     return sequence_report(real[first], ry[first], real[second], ry[second], seed=seed, **kwargs)
+
+
+# --- src/evaluate.py ---------------------------------------------------------------------------------------
+
+
+def grid_smoothness(
+    sequences: Array, positions: Array, classifier: nn.Module, shapes: Sequence[str] = DEFAULT_SHAPES
+) -> dict[str, float | str | list[float]]:
+    """:func:`sweep_smoothness` along every row and every column of a 2-D sweep grid (``latent_sweep``).
+
+    Per grid axis (a or b) the mean rho over the grid's lines along it; per quantity the axis with
+    the larger |rho| is reported: the plane's two directions are random, so neither is "the frequency axis"
+    in advance. A line along which a quantity does not change at all counts as rho = 0. Label flips are
+    summed over all lines. Rho is blind to scale (a collapsed generator whose output barely moves can still
+    order it perfectly), so the span (max - min) of each quantity over the grid comes with it.
+    """
+    seqs, pos = _float_tensor(sequences), torch.as_tensor(positions)
+    lines = {"a": [], "b": []}  # along a: fixed b (one grid column); along b: fixed a (one grid row)
+    for axis, fixed in (("a", 1), ("b", 0)):
+        for value in torch.unique(pos[:, fixed]):
+            rows = pos[:, fixed] == value
+            order = pos[rows, 1 - fixed].argsort()
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", ConstantInputWarning)
+                lines[axis].append(sweep_smoothness(seqs[rows][order], classifier, shapes))
+    out: dict[str, float | str | list[float]] = {
+        "label_flips": float(sum(line["sweep/label_flips"] for axis in lines.values() for line in axis))
+    }
+    for quantity in ("freq", "amp"):
+        by_axis = [float(np.mean(np.nan_to_num([line[f"sweep/rho_{quantity}"] for line in lines[a]]))) for a in "ab"]
+        best = int(np.argmax(np.abs(by_axis)))
+        out |= {f"rho_{quantity}": by_axis[best], f"{quantity}_axis": "ab"[best], f"rho_{quantity}_by_axis": by_axis}
+    freq, amp = estimate_freq_amp(seqs, predict(classifier, seqs), shapes)
+    out |= {"freq_span": float(freq.max() - freq.min()), "amp_span": float(amp.max() - amp.min())}
+    return out
+
+
+# Issue 7's targets: report key -> (target, test of the samples' value). The MMD^2 and KS keys of a single
+# class (and KS overall) take the per-class targets, by prefix.
+TARGETS: dict[str, tuple[str, Callable[[float], bool]]] = {
+    "mmd2/all": ("< 1e-3", lambda v: v < 1e-3),
+    "disc_score": ("<= 0.05", lambda v: v <= 0.05),
+    "tstr": (">= 0.97", lambda v: v >= 0.97),
+    "trts": (">= 0.95", lambda v: v >= 0.95),
+    "pred_mae/ratio": ("<= 1.15", lambda v: v <= 1.15),
+    "sweep/rho_freq": ("|rho| >= 0.95", lambda v: abs(v) >= 0.95),
+    "sweep/rho_amp": ("|rho| >= 0.95", lambda v: abs(v) >= 0.95),
+    "sweep/label_flips": ("0", lambda v: v == 0),
+}
+PER_CLASS_TARGETS: dict[str, tuple[str, Callable[[float], bool]]] = {
+    "mmd2": ("< 1.5e-3", lambda v: v < 1.5e-3),
+    "ks_freq": ("<= 0.08", lambda v: v <= 0.08),
+    "ks_amp": ("<= 0.08", lambda v: v <= 0.08),
+}
+SWEEP_KEYS = ("rho_freq", "rho_amp", "freq_span", "amp_span", "label_flips")  # shown beside the samples' scores
+
+
+def target(key: str) -> tuple[str, Callable[[float], bool]] | None:
+    """The issue's (target, test) for a report key, or None."""
+    if key in TARGETS:
+        return TARGETS[key]
+    prefix, slash, _ = key.partition("/")
+    return PER_CLASS_TARGETS.get(prefix) if slash else None
+
+
+def evaluate(cfg: Any) -> dict[str, Any]:
+    """``src/evaluate.py`` for sequence data (see conf/eval.yaml, section ``sequence``).
+
+    Scores ``n`` samples of a checkpoint (class-balanced for conditional models), or the ``sequences``
+    (+ ``labels``) of an npz with ``data=``, against the held-out test split of the data config (the
+    checkpoint's own), beside the real-vs-real floor: the same metrics for ``n`` real *training* sequences
+    against the same test split. For a checkpoint also the latent-sweep smoothness per class, with the sweep
+    figures beside metrics.json. Prints the table with the issue's targets, writes metrics.json.
+
+    Unlabelled samples (unconditional models, an npz without ``labels``) are labelled by a classifier trained
+    on the real test split, and TSTR / TRTS are left out: they would grade that classifier's own labels.
+    """
+    if (cfg.ckpt_path is None) == (cfg.samples is None):
+        raise ValueError("give one of ckpt_path=<checkpoint> or samples=<file.npz> data=waves")
+    if cfg.n < 2:
+        raise ValueError(f"n must be >= 2, got {cfg.n}")
+    options, source = cfg.sequence, Path(cfg.ckpt_path or cfg.samples)
+    data_config, model, trained = _reference(cfg)
+    datamodule = _data_module(data_config, options.test_per_class)
+    real, real_y = datamodule.held_out().tensors
+    shapes = datamodule.shapes
+    fake, fake_y = generate_balanced(model, cfg.n, cfg.seed, cfg.batch_size) if model else read_samples(source, cfg.n)
+    fake, fake_y = _checked(source, fake, fake_y, real, shapes)
+    classifier = train_classifier(real, real_y, len(shapes), options.steps, cfg.seed)
+    labelled = fake_y is not None
+    if not labelled:
+        fake_y = predict(classifier, fake)
+    settings = dict(seed=cfg.seed, shapes=shapes, steps=options.steps, runs=options.runs)
+    samples = _scores(real, real_y, fake, fake_y, settings)
+    if not labelled:
+        del samples["tstr"], samples["trts"]
+    report: dict[str, Any] = {"source": str(source), "data": data_config} | trained
+    report |= {"classes": list(shapes), "n_reference": len(real), "n": len(fake), "samples": samples}
+    report["reference"] = "test split"
+    if options.test_per_class is not None:
+        report["reference"] += f", redrawn with {options.test_per_class} per class"
+    report["labels"] = (
+        ("conditioned on, class-balanced" if model else "from the file")
+        if labelled
+        else "predicted by a classifier trained on the real test split"
+    )
+    if options.floor:
+        floor_x, floor_y = floor_set(datamodule, len(fake), cfg.seed)
+        report |= {"n_floor": len(floor_x), "floor": _scores(real, real_y, floor_x, floor_y, settings)}
+    out = Path(cfg.out) if cfg.out else source.parent / "metrics.json"
+    report["sweep"] = sweep_report(model, classifier, shapes, options, cfg.seed, figures=out)
+    samples |= {f"sweep/{k}": v for k, v in report["sweep"].items() if k in SWEEP_KEYS}
+    report["targets"] = {
+        key: {"target": rule[0], "pass": bool(rule[1](value))}
+        for key, value in samples.items()
+        if (rule := target(key)) is not None and isinstance(value, float)
+    }
+    from rich.console import Console
+
+    Console().print(metrics_table(report))
+    write_json(out, report)
+    log.info("wrote %s", out)
+    return report
+
+
+def _data_module(data_config: dict[str, Any], test_per_class: int | None) -> Any:
+    """The data module of ``data_config``; ``test_per_class`` redraws its test split at that size. The test
+    split has its own child seed, so a redrawn one is still independent of the training split."""
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+
+    datamodule = instantiate(OmegaConf.create(data_config))
+    if test_per_class is not None:
+        if test_per_class < 2:
+            raise ValueError(f"sequence.test_per_class must be >= 2 or null, got {test_per_class}")
+        datamodule.sizes["test"] = test_per_class
+    return datamodule
+
+
+def _reference(cfg: Any) -> tuple[dict[str, Any], Any, dict[str, Any]]:
+    """(the data config, the model or None, facts about its training) of a checkpoint, else of ``data=``."""
+    from omegaconf import OmegaConf
+
+    if cfg.ckpt_path is None:
+        if cfg.get("data") is None:
+            raise ValueError("which data were the samples made for? add data=waves (and its settings, if changed)")
+        data_config, model, trained = OmegaConf.to_container(cfg.data, resolve=True), None, {}
+    else:
+        if cfg.get("data") is not None:
+            raise ValueError("data= goes with samples=; a checkpoint is scored against its own data config")
+        from ganzoo.pipeline import load_checkpoint, load_model
+
+        stored = load_checkpoint(cfg.ckpt_path)["ganzoo"]
+        model = load_model(cfg.ckpt_path, map_location=cfg.device).to(cfg.device)
+        data_config, trained = stored["config"]["data"], {"model": type(model).__name__, "gen_step": stored["gen_step"]}
+    for key in ("data_dir", "cache_dir"):  # data read from files: where this machine keeps them
+        if key in data_config:
+            data_config[key] = cfg.paths[key]
+    return data_config, model, trained
+
+
+def _conditional(model: nn.Module) -> bool:
+    return model.sample_conditions(1, generator=torch.Generator()) is not None
+
+
+def generate_balanced(model: Any, n: int, seed: int, batch_size: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``n`` seeded samples of a model, in equal blocks of each class when it is conditional (uniformly drawn
+    labels would add their own sampling noise to the per-class metrics)."""
+    torch.manual_seed(seed)
+    labels = torch.arange(n) * model.num_classes // n if _conditional(model) else None
+    cond = None if labels is None else labels.to(model.device)
+    return model.sample(latent=model.sample_latent(n), cond=cond, batch_size=batch_size), labels
+
+
+def read_samples(path: Path, n: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """The first ``n`` ``sequences`` (and ``labels``, if any) of an npz."""
+    if not path.is_file():
+        raise ValueError(f"samples file {path} does not exist")
+    archive = np.load(path)
+    if not isinstance(archive, np.lib.npyio.NpzFile):
+        raise ValueError(f"{path} is not an npz archive; write one with np.savez(path, sequences=..., labels=...)")
+    with archive:
+        if "sequences" not in archive:
+            raise ValueError(
+                f"{path} holds no `sequences` array (found {sorted(archive)}); the sequence report reads float "
+                "`sequences` (N, T) or (N, T, C) and optional int `labels` (N,), as src/sample.py writes them"
+            )
+        return archive["sequences"][:n], archive["labels"][:n] if "labels" in archive else None
+
+
+def _checked(
+    source: Path, x: Array, labels: Array | None, real: torch.Tensor, shapes: Sequence[str]
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Samples as float (N, T, C) and labels as int64 (N,), or a ValueError saying what does not fit the data."""
+    x = torch.as_tensor(x)
+    if not x.is_floating_point():
+        raise ValueError(f"{source}: sequences must be floats, got {x.dtype}")
+    x = x.float().unsqueeze(-1) if x.dim() == 2 else x.float()
+    if x.shape[1:] != real.shape[1:]:
+        seq_len, channels = real.shape[1:]
+        raise ValueError(
+            f"{source}: the data has sequences of (seq_len={seq_len}, channels={channels}), the samples are "
+            f"{tuple(x.shape)}; give the data settings the samples were made for (e.g. data.seq_len=...)"
+        )
+    if not torch.isfinite(x).all():
+        raise ValueError(f"{source}: the sequences hold NaN or infinite values")
+    if labels is None:
+        return x, None
+    labels = torch.as_tensor(labels)
+    if labels.is_floating_point() or labels.shape != (len(x),) or labels.min() < 0 or labels.max() >= len(shapes):
+        raise ValueError(
+            f"{source}: labels must be {len(x)} ints in [0, {len(shapes)}) (the data's classes {list(shapes)}), "
+            f"got {labels.dtype} {tuple(labels.shape)} in [{labels.min()}, {labels.max()}]"
+        )
+    return x, labels.long()
+
+
+def floor_set(datamodule: Any, n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """A seeded random ``n`` (at most the whole split) of the training split: what a perfect generator gives."""
+    x, y = datamodule.dataset("train").tensors
+    rows = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))[:n]
+    return x[rows], y[rows]
+
+
+def _scores(
+    real: torch.Tensor, real_y: torch.Tensor, fake: torch.Tensor, fake_y: torch.Tensor, settings: dict[str, Any]
+) -> dict[str, Any]:
+    """:func:`sequence_report` plus the next-step MAE ratio (synthetic- over real-trained; the target is on it)
+    and the fraction of each class among the sequences scored."""
+    report = sequence_report(real, real_y, fake, fake_y, **settings)
+    report["pred_mae/ratio"] = report["pred_mae/tstr"] / report["pred_mae/trtr"]
+    fractions = torch.bincount(fake_y, minlength=len(settings["shapes"])) / len(fake_y)
+    return report | {"class_fractions": [round(float(f), 4) for f in fractions]}
+
+
+def sweep_report(
+    model: Any, classifier: nn.Module, shapes: Sequence[str], options: Any, seed: int, figures: Path | None = None
+) -> dict[str, Any]:
+    """Latent-sweep smoothness (:func:`grid_smoothness`) of one ``latent_sweep`` grid per class (one for an
+    unconditional model), each drawn beside ``figures`` (if given) as ``<stem>_sweep_<class>.png``. Overall: the worst
+    class's rho and span and the label flips of all classes. When there is nothing to sweep, ``{"note": why}``."""
+    if not options.sweep:
+        return {"note": "not measured (sequence.sweep=false)"}
+    if model is None:
+        return {"note": "no model: samples read from a file have no latent to sweep"}
+    shape = tuple(model.sample_latent(1, generator=torch.Generator()).shape[1:])
+    width = shape[-1]
+    if width < 2:
+        return {"note": f"{type(model).__name__}'s latent has {width} feature per step: no 2-D plane to sweep"}
+    from ganzoo.callbacks.plots import latent_sweep, sweep_figure
+    from ganzoo.callbacks.samples import save_png
+
+    conditional = _conditional(model)
+    grids = {}
+    for label, name in enumerate(shapes) if conditional else [(None, "unconditional")]:
+        sequences, positions = latent_sweep(model, label, options.sweep_steps, options.sweep_span, seed)
+        grids[name] = grid_smoothness(sequences, positions, classifier, shapes)
+        if figures is not None:
+            title = f"{type(model).__name__} latent sweep, {name}"
+            save_png(sweep_figure(sequences, positions, title), figures.with_name(f"{figures.stem}_sweep_{name}.png"))
+    worst = lambda quantity: min((grid[f"rho_{quantity}"] for grid in grids.values()), key=abs)
+    report: dict[str, Any] = {
+        "latent": f"per-step noise, {shape[0]} steps x {width}" if len(shape) == 2 else f"{shape} per sample",
+        "grid": f"{options.sweep_steps} x {options.sweep_steps}: z = z_rest + a e1 + b e2 (e1, e2 orthonormal, "
+        f"time-constant for per-step noise), a and b in [-{options.sweep_span}, {options.sweep_span}] "
+        "(standard-normal coordinates)",
+        "rho_freq": worst("freq"),
+        "rho_amp": worst("amp"),
+        "freq_span": min(grid["freq_span"] for grid in grids.values()),
+        "amp_span": min(grid["amp_span"] for grid in grids.values()),
+    }
+    if conditional:
+        report["label_flips"] = sum(grid["label_flips"] for grid in grids.values())
+    else:
+        report["note"] = "unconditional: no fixed label, so class changes along the sweep are not scored"
+    return report | {"grids": grids}
+
+
+_ROWS = (
+    ("tstr", "TSTR accuracy", "{:.3f}"),
+    ("trts", "TRTS accuracy", "{:.3f}"),
+    ("disc_score", "discriminative score", "{:.3f}"),
+    ("pred_mae/tstr", "next-step MAE, synthetic", "{:.4f}"),
+    ("pred_mae/trtr", "next-step MAE, real (TRTR)", "{:.4f}"),
+    ("pred_mae/ratio", "next-step MAE / TRTR", "{:.3f}"),
+    ("sweep/rho_freq", "sweep rho, frequency", "{:+.3f}"),
+    ("sweep/rho_amp", "sweep rho, amplitude", "{:+.3f}"),
+    ("sweep/freq_span", "sweep frequency span", "{:.2f}"),
+    ("sweep/amp_span", "sweep amplitude span", "{:.2f}"),
+    ("sweep/label_flips", "sweep label flips", "{:.0f}"),
+)
+
+
+_GROUP_ROWS = (("mmd2", "MMD^2", "{:.2e}"), ("ks_freq", "frequency KS", "{:.3f}"), ("ks_amp", "amplitude KS", "{:.3f}"))
+
+
+def report_rows(report: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
+    """(metric, samples, real floor, target, pass mark) of every metric in a report of :func:`evaluate`, as
+    printed; bench/waves.py puts the same rows in bench/results.md."""
+    samples, floor = report["samples"], report.get("floor", {})
+    per_group = [
+        (f"{metric}/{group}", f"{label} ({'overall' if group == 'all' else group})", style)
+        for group in ("all", *report["classes"])
+        for metric, label, style in _GROUP_ROWS
+    ]
+    rows = []
+    for key, label, style in (*per_group, *_ROWS):
+        if key in samples:
+            rule, result = target(key), report["targets"].get(key)
+            mark = ("pass" if result["pass"] else "FAIL") if result else ""
+            floor_cell = style.format(floor[key]) if key in floor else "-"
+            rows.append((label, style.format(samples[key]), floor_cell, rule[0] if rule else "", mark))
+    if "note" in report["sweep"]:
+        rows.append(("latent sweep", report["sweep"]["note"], "-", "", ""))
+    return rows
+
+
+def metrics_table(report: dict[str, Any]) -> Any:
+    """A rich Table of :func:`report_rows`: metric, samples, real floor, the issue's target, pass mark."""
+    from rich.table import Table
+
+    title = f"{report['n']} samples ({report['labels']}) vs {report['n_reference']} real ({report['reference']})"
+    if "floor" in report:
+        title += f"; floor: {report['n_floor']} real training sequences"
+    passed = [t["pass"] for t in report["targets"].values()]
+    table = Table(title=title, caption=f"{sum(passed)} of {len(passed)} targets met")
+    for name in ("metric", "samples", "real floor", "target", "pass"):
+        table.add_column(name, justify="left" if name == "metric" else "right")
+    for row in report_rows(report):
+        table.add_row(*row)
+    return table

@@ -1,0 +1,138 @@
+"""Issue 7's targets: train ``experiment=rcgan_waves`` for a wall-clock budget, score its last checkpoint with
+``src/evaluate.py``, and write the 'waves' section of bench/results.md.
+
+    python bench/waves.py                    # 20 minutes with the preset's loss (non-saturating)
+    python bench/waves.py --loss wgan_gp     # the LSTM critic with a gradient penalty
+    python bench/waves.py --report-only      # rebuild the section from finished runs
+
+Each loss trains in its own run dir, ``<out>/rcgan_<loss>`` (replaced when run again), on ``--threads``
+threads (1: these LSTMs are too small for intra-op threads to pay). The budget is Lightning's
+``trainer.max_time``, with no step or epoch limit. The section has one column per finished run under
+``<out>``, so running both losses, one after the other, fills it. The reference is the test split redrawn with
+``--test-per-class`` waves per class (the preset's own split has 200, too few for KS distances near 0.03):
+its own seed, never trained on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parent
+sys.path.insert(0, str(ROOT))
+from report import machine, write_section  # noqa: E402
+
+from ganzoo.metrics.sequence import report_rows  # noqa: E402
+
+CKPT = "<run dir>/checkpoints/last.ckpt"
+
+
+def run(command: list[str], threads: int) -> None:
+    """Run one command from the repo root, its output passing through; a failure ends the benchmark."""
+    print("$ " + " ".join(command), flush=True)
+    env = os.environ | {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    subprocess.run([sys.executable, *command], cwd=ROOT.parent, env=env, check=True)
+
+
+def train_and_score(args: argparse.Namespace) -> None:
+    """Train one run for ``args.minutes`` and score its last checkpoint: ``<run dir>/checkpoints/metrics.json``
+    and the sweep figures beside it."""
+    run_dir = args.out / f"rcgan_{args.loss}"
+    shutil.rmtree(run_dir, ignore_errors=True)
+    hours, minutes = divmod(args.minutes, 60)
+    train = [
+        "src/train.py",
+        "experiment=rcgan_waves",
+        f"loss={args.loss}",
+        f"+trainer.max_time=00:{hours:02d}:{minutes:02d}:00",
+        "trainer.max_epochs=-1",
+        "trainer.max_steps=-1",
+        "logger=csv",
+        "callbacks.progress=null",
+        "+trainer.enable_progress_bar=false",
+        *args.set,
+        f"hydra.run.dir={run_dir}",
+    ]
+    run(train, args.threads)
+    evaluate = [
+        "src/evaluate.py",
+        f"ckpt_path={CKPT}",
+        f"sequence.test_per_class={args.test_per_class}",
+        *args.eval_set,
+    ]
+    run([evaluate[0], f"ckpt_path={run_dir / 'checkpoints' / 'last.ckpt'}", *evaluate[2:]], args.threads)
+    commands = {
+        "bench": "python bench/waves.py " + " ".join(sys.argv[1:]),
+        "train": "python " + " ".join(train[:-1]),  # without this machine's run dir
+        "evaluate": "python " + " ".join(evaluate),
+    }
+    (run_dir / "bench_commands.json").write_text(json.dumps(commands, indent=2) + "\n")
+
+
+def write_report(out: Path) -> None:
+    """The 'waves' section: metric rows (target, real floor, then one column per finished run) and, per run,
+    its training facts and commands."""
+    runs = sorted(path.parents[1] for path in out.glob("rcgan_*/checkpoints/metrics.json"))
+    if not runs:
+        raise SystemExit(f"no finished runs under {out} (rcgan_<loss>/checkpoints/metrics.json)")
+    reports = [json.loads((run / "checkpoints" / "metrics.json").read_text()) for run in runs]
+    names = [run.name.removeprefix("rcgan_") for run in runs]
+    rows = [[[cell.replace("|", "\\|") for cell in row] for row in report_rows(r)] for r in reports]  # for Markdown
+    columns = [{label: f"{value} {mark}".strip() for label, value, _, _, mark in run_rows} for run_rows in rows]
+    first = reports[0]
+    lines = [
+        "## Time series: RCGAN on the waves set (issue 7 targets)",
+        "",
+        f"`python bench/waves.py` on {machine()}. Each run: `experiment=rcgan_waves` for a wall-clock budget, "
+        f"then `src/evaluate.py` on its last checkpoint: {first['n']} class-balanced samples against "
+        f"{first['n_reference']} held-out real waves (the test split redrawn larger, never trained on); "
+        f"real floor: {first.get('n_floor', 0)} real training waves against the same reference. "
+        "pass / FAIL: the samples against the issue's target.",
+        "",
+        "| metric | target | real floor | " + " | ".join(f"RCGAN, {name}" for name in names) + " |",
+        "|---|---|---|" + "---|" * len(names),
+    ]
+    for label, _, floor, goal, _ in rows[0]:
+        lines.append(f"| {label} | {goal} | {floor} | " + " | ".join(c.get(label, "") for c in columns) + " |")
+    lines.append("")
+    for name, run, report in zip(names, runs, reports, strict=True):
+        summary = json.loads((run / "run_summary.json").read_text())
+        commands = json.loads((run / "bench_commands.json").read_text())
+        lines.append(
+            f"- **{name}**: `{commands['bench']}`: {summary['gen_step']} generator / {summary['disc_step']} critic "
+            f"iterations in {summary['seconds'] / 60:.1f} training minutes of `{commands['train']}`, then "
+            f"`{commands['evaluate']}`. Sweep: latent {report['sweep'].get('latent', '-')}, grid "
+            f"{report['sweep'].get('grid', '-')}. Figures: `<run dir>/samples/latest.png`, "
+            f"`<run dir>/checkpoints/metrics_sweep_<class>.png`."
+        )
+    write_section("waves", lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--minutes", type=int, default=20, help="training wall-clock budget")
+    parser.add_argument("--loss", default="nonsaturating", help="a conf/loss name, e.g. wgan_gp")
+    parser.add_argument("--out", type=Path, default=ROOT.parent / "outputs" / "bench_waves")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--test-per-class", type=int, default=1000)
+    parser.add_argument("--set", nargs="*", default=[], help="extra train.py overrides")
+    parser.add_argument("--eval-set", nargs="*", default=[], help="extra evaluate.py overrides")
+    parser.add_argument("--report-only", action="store_true")
+    args = parser.parse_args()
+    if args.minutes < 1:
+        parser.error("--minutes must be >= 1")
+    torch.set_num_threads(args.threads)  # what machine() reports, as the runs use
+    if not args.report_only:
+        train_and_score(args)
+    write_report(args.out)
+
+
+if __name__ == "__main__":
+    main()
