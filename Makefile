@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 ARGS   ?=
 
-.PHONY: install train test test-slow lint format bench study-ring clean
+.PHONY: install train test test-slow lint format bench bench-tabular study-ring clean
 
 install: $(STAMP)
 
@@ -36,10 +36,18 @@ format: install
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
 
-# Speed figures into bench/results.md (not a test: this machine is noisy; compare ratios within one run).
+# Speed figures into bench/results.md (not a test: this machine is noisy; compare ratios within one run):
+# speed.py per model and loss, reference.py ours vs plain PyTorch loops (+ torch.compile, channels-last), metrics.py.
 bench: install
 	$(PY) bench/speed.py
+	$(PY) bench/reference.py
 	$(PY) bench/metrics.py
+
+# Ours vs CTGAN on UCI Adult with the same wall-clock budget (issue 8): both quality reports and times side by side,
+# and a `tabular` section of bench/results.md. Options via ARGS, e.g. ARGS="--minutes 30" (bench/tabular.py -h).
+bench-tabular: install
+	$(PY) -m pip install -e ".[bench]"
+	$(PY) bench/tabular.py $(ARGS)
 
 # The ring mode-collapse study (issue 6): losses x tricks x 3 seeds, then outputs/study_ring/{table.md,samples.png}
 # and a copy under docs/. Options via ARGS, e.g. ARGS="--cells none,unrolled_k5 --steps 2000" (bench/study_ring.py -h).
