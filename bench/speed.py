@@ -13,6 +13,7 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytorch_lightning as pl
@@ -26,38 +27,53 @@ from ganzoo.pipeline import train  # noqa: E402
 
 
 class BatchTimer(pl.Callback):
+    """Wall time of the batches from ``warmup`` on, and of the first batch alone (compilation shows there)."""
+
     def __init__(self, warmup: int) -> None:
         self.warmup, self.start, self.end, self.timed = warmup, None, None, 0
+        self.first_batch_s = 0.0
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
-        if batch_idx == self.warmup:
+        if batch_idx in (0, self.warmup):
             self.start = time.perf_counter()
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if batch_idx == 0:
+            self.first_batch_s = time.perf_counter() - self.start
         if batch_idx >= self.warmup:
             self.end, self.timed = time.perf_counter(), batch_idx - self.warmup + 1
 
 
-def measure(model: str, loss: str, batches: int, warmup: int, data_dir: str) -> tuple[float, int]:
-    """(batches per second after the warm-up, batch size) of one configuration."""
+def bench_config(model: str, loss: str, batches: int, data_dir: str, out: Path, extra: Sequence[str] = ()):
+    """The composed config every benchmark of the training step uses: ``batches`` batches of n_critic=1."""
+    return compose_config(
+        [
+            f"model={model}",
+            f"loss={loss}",
+            "model.n_critic=1",
+            f"paths.data_dir={data_dir}",
+            "logger=none",
+            "~callbacks.progress",
+            "+trainer.enable_progress_bar=false",  # else Lightning adds its default bar, redrawn every batch
+            "callbacks.samples.every_n_gen_steps=100000",
+            "trainer.enable_model_summary=false",
+            f"trainer.max_steps={2 * batches}",
+            *extra,
+        ],
+        out,
+    )
+
+
+def measure(
+    model: str, loss: str, batches: int, warmup: int, data_dir: str, extra: Sequence[str] = ()
+) -> tuple[float, int, float]:
+    """(batches per second after the warm-up, batch size, seconds of the first batch) of one configuration;
+    ``extra``: more overrides (``model.compile=true``, ...)."""
     timer = BatchTimer(warmup)
     with tempfile.TemporaryDirectory() as out:
-        cfg = compose_config(
-            [
-                f"model={model}",
-                f"loss={loss}",
-                "model.n_critic=1",
-                f"paths.data_dir={data_dir}",
-                "logger=none",
-                "~callbacks.progress",
-                "callbacks.samples.every_n_gen_steps=100000",
-                "trainer.enable_model_summary=false",
-                f"trainer.max_steps={2 * batches}",
-            ],
-            Path(out),
-        )
+        cfg = bench_config(model, loss, batches, data_dir, Path(out), extra)
         train(cfg, extra_callbacks=[timer])
-    return timer.timed / (timer.end - timer.start), cfg.data.batch_size
+    return timer.timed / (timer.end - timer.start), cfg.data.batch_size, timer.first_batch_s
 
 
 def main() -> None:
@@ -72,7 +88,7 @@ def main() -> None:
     rows = []
     for model in args.models:
         for loss in args.losses:
-            rate, batch_size = measure(model, loss, args.batches, args.warmup, data_dir)
+            rate, batch_size, _ = measure(model, loss, args.batches, args.warmup, data_dir)
             rows.append((model, loss, rate))
             print(f"{model:8s} {loss:14s} {rate:7.2f} batches/s of {batch_size}", flush=True)
 

@@ -52,8 +52,11 @@ class AdversarialModule(pl.LightningModule):
         grad_clip_d: float | None = None,
         n_fixed_samples: int = 64,
         tricks: Mapping[str, Trick] | None = None,
+        compile: bool = False,
+        channels_last: bool = False,
     ) -> None:
-        """``tricks``: name -> :class:`Trick`, applied in this order (``build_model`` makes them from ``cfg.trick``)."""
+        """``tricks``: name -> :class:`Trick`, applied in this order (``build_model`` makes them from ``cfg.trick``).
+        ``compile`` and ``channels_last``: speed options, applied when fitting starts (:meth:`on_fit_start`)."""
         super().__init__()
         for name, value in (("latent_dim", latent_dim), ("n_critic", n_critic), ("n_gen", n_gen)):
             if value < 1:
@@ -68,6 +71,7 @@ class AdversarialModule(pl.LightningModule):
         self.latent_dim, self.n_critic, self.n_gen = latent_dim, n_critic, n_gen
         self.optimizer_g, self.optimizer_d = optimizer_g, optimizer_d
         self.grad_clip_g, self.grad_clip_d = grad_clip_g, grad_clip_d
+        self.compile_nets, self.channels_last = compile, channels_last  # not self.compile: nn.Module's method
         self.gen_step = 0  # generator iterations done
         self.disc_step = 0  # critic iterations done
         self.config: dict[str, Any] | None = None  # resolved build config, stored in checkpoints for sample.py
@@ -317,6 +321,18 @@ class AdversarialModule(pl.LightningModule):
     def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True, assign: bool = False) -> Any:
         self.setup_tricks()  # nets built from a checkpoint (TabularGAN) get their trick wrappers before the weights
         return super().load_state_dict(state_dict, strict=strict, assign=assign)
+
+    def on_fit_start(self) -> None:
+        """Speed options, once the nets are final (trick wrappers, late-built nets) and on their device:
+        channels-last weights (conv nets; other parameters are unchanged), then ``torch.compile`` of each net in
+        place (``nn.Module.compile``: the state dict keys, hence checkpoints, stay those of the plain nets)."""
+        nets = [*self.generator_player(), *self.discriminator_player()]
+        if self.channels_last:
+            for net in nets:
+                net.to(memory_format=torch.channels_last)
+        if self.compile_nets:
+            for net in nets:
+                net.compile()
 
     def on_train_start(self) -> None:
         # Restored here, right before the loop, so nothing between loading and training draws from it.
