@@ -157,6 +157,16 @@ def collect_runs(runs_dir: Path) -> list[Run]:
     return sorted(runs, key=order)
 
 
+def unfinished_runs(runs_dir: Path) -> dict[tuple[str, str], list[int]]:
+    """(loss, cell) -> seeds whose run started but wrote no ``toy/final.json`` (diverged, crashed, killed)."""
+    unfinished: dict[tuple[str, str], list[int]] = {}
+    for run_dir in sorted(Path(runs_dir).glob("*/*/seed_*")):
+        if run_dir.is_dir() and not (run_dir / "toy" / "final.json").is_file():
+            key = (run_dir.parent.name, run_dir.parents[1].name)
+            unfinished.setdefault(key, []).append(int(run_dir.name.removeprefix("seed_")))
+    return unfinished
+
+
 def _index(names: Sequence[str], name: str) -> int:
     return names.index(name) if name in names else len(names)
 
@@ -184,8 +194,12 @@ def summarise(runs: Sequence[Run]) -> list[dict]:
     return rows
 
 
-def markdown_table(rows: Sequence[dict], n_modes: int = 8) -> str:
-    """The study table in Markdown: modes covered per seed, their mean, high-quality %, KL, steps and time."""
+def markdown_table(
+    rows: Sequence[dict], n_modes: int = 8, unfinished: dict[tuple[str, str], list[int]] | None = None
+) -> str:
+    """The study table in Markdown: modes covered per seed, their mean, high-quality %, KL, steps and time.
+    Seeds in ``unfinished`` are named in their row (their console output is in ``<out>/logs/``)."""
+    unfinished = unfinished or {}
     lines = [
         "| loss | trick | modes covered (per seed) | mean modes | all seeds 8/8 | high-quality % | KL(modes ‖ uniform) "
         "| generator iterations | training s (mean) |",
@@ -193,10 +207,12 @@ def markdown_table(rows: Sequence[dict], n_modes: int = 8) -> str:
     ]
     lines[0] = lines[0].replace("8/8", f"{n_modes}/{n_modes}")
     for row in rows:
-        per_seed = " / ".join(str(m) for m in row["modes"])
+        per_seed = " / ".join(str(m) for m in row["modes"]) + f" (seeds {', '.join(map(str, row['seeds']))})"
+        if missing := unfinished.get((row["loss"], row["trick"])):
+            per_seed += f"; seed {', '.join(map(str, missing))} did not finish"
         everywhere = "yes" if all(m == n_modes for m in row["modes"]) else "no"
         lines.append(
-            f"| {row['loss']} | {row['trick']} | {per_seed} (seeds {', '.join(map(str, row['seeds']))}) "
+            f"| {row['loss']} | {row['trick']} | {per_seed} "
             f"| {np.mean(row['modes']):.1f} | {everywhere} | {100 * row['high_quality']:.1f} | {row['kl_uniform']:.3f} "
             f"| {', '.join(map(str, row['gen_steps']))} | {row['train_seconds']:.0f} |"
         )
@@ -247,7 +263,7 @@ def write_report(runs_dir: Path, out: Path, docs: Path | None = None, header: st
     modes, std = ring_of(runs_dir, runs[0])
     rows = summarise(runs)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "table.md").write_text(header + markdown_table(rows, len(modes)))
+    (out / "table.md").write_text(header + markdown_table(rows, len(modes), unfinished_runs(runs_dir)))
     (out / "results.json").write_text(json.dumps(rows, indent=2))
     save_png(samples_figure(runs, modes, std), out / "samples.png")
     if docs is not None:
