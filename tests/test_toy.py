@@ -216,6 +216,7 @@ def test_study_report_on_two_tiny_runs(tmp_path):
         train(cfg)
         (run_dir / ".hydra").mkdir()
         OmegaConf.save(cfg, run_dir / ".hydra" / "config.yaml")  # what Hydra saves beside every run
+    (runs / "none" / "nonsaturating" / "seed_3").mkdir()  # a run that started but never finished (e.g. diverged)
     rows = study.main(["--report-only", "--out", str(tmp_path / "study"), "--docs", str(tmp_path / "docs")])
     assert len(rows) == 1 and rows[0]["loss"] == "nonsaturating" and rows[0]["trick"] == "none"
     assert rows[0]["seeds"] == [1, 2] and rows[0]["gen_steps"] == [10] and all(0 <= m <= 8 for m in rows[0]["modes"])
@@ -225,7 +226,7 @@ def test_study_report_on_two_tiny_runs(tmp_path):
     assert rows[0]["high_quality"] == pytest.approx(np.mean([f["metrics"]["high_quality"] for f in finals]))
     table = (tmp_path / "study" / "table.md").read_text()
     modes = " / ".join(str(int(f["metrics"]["modes"])) for f in finals)
-    assert f"| nonsaturating | none | {modes} (seeds 1, 2) |" in table
+    assert f"| nonsaturating | none | {modes} (seeds 1, 2); seed 3 did not finish |" in table
     assert (tmp_path / "docs" / "study_ring.md").read_text() == table
     for png in (tmp_path / "study" / "samples.png", tmp_path / "docs" / "figures" / "study_ring.png"):
         assert png.stat().st_size > 0
