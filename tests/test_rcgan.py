@@ -91,6 +91,22 @@ def test_progress_figure_is_written_for_sequences(train_config, tmp_path):
     assert len(colours) > 10  # lines drawn, not a blank canvas
 
 
+def test_per_sequence_latent_repeats_one_vector_and_trains(train_config, tmp_path):
+    cfg = train_config(*TINY, "model=rcgan", "model.latent=per_sequence", "trainer.max_steps=4", fast=False)
+    model, metrics, _ = fit(cfg)
+    z = model.sample_latent(6, generator=torch.Generator().manual_seed(0))
+    assert z.shape == (6, 30, 5) and torch.equal(z, z[:, :1].expand_as(z))  # one vector at every step
+    assert not torch.equal(z[0], z[1])  # but a different one per sequence
+    assert torch.equal(model.fixed_noise, model.fixed_noise[:, :1].expand_as(model.fixed_noise))
+    assert all(math.isfinite(v) for v in metrics.values())
+    sweep_latents = []  # the 2-D sweep stays in the per-sequence subspace: every grid latent constant in time
+    model.generator.register_forward_pre_hook(lambda module, args: sweep_latents.append(args[0]))
+    latent_sweep(model, label=0, steps=3)
+    assert sweep_latents and all(torch.equal(z, z[:, :1].expand_as(z)) for z in sweep_latents)
+    per_step = build_model(train_config(*TINY, "model=rcgan", fast=False)).sample_latent(2)
+    assert not torch.equal(per_step, per_step[:, :1].expand_as(per_step))  # the paper's default is unchanged
+
+
 def test_latent_sweep_shapes_and_smoothness_input(rcgan):
     sequences, positions = latent_sweep(rcgan, label=1, steps=5, span=2.0)
     assert sequences.shape == (25, 30, 1) and positions.shape == (25, 2)
@@ -113,6 +129,8 @@ def test_bad_settings_are_named(train_config):
         RCGAN(**_parts(latent_dim=5), num_classes=1)
     with pytest.raises(ValueError, match="noise features"):
         RCGAN(**_parts(latent_dim=4), num_classes=2)
+    with pytest.raises(ValueError, match="model.latent must be one of"):
+        RCGAN(**_parts(latent_dim=5), num_classes=2, latent="per_batch")
     cfg = train_config(*TINY, "model=rcgan", "model.num_classes=3", "trainer.max_steps=2", fast=False)
     with pytest.raises(ValueError, match="the data has 2 classes"):
         fit(cfg)

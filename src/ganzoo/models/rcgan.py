@@ -38,10 +38,16 @@ class CriticLSTM(LSTMDiscriminator):
         super().__init__(*args, **kwargs)
 
 
+LATENTS = ("per_step", "per_sequence")
+
+
 class RGAN(AdversarialModule):
     """Recurrent GAN (Esteban et al. 2017, section 2.1): G maps per-step noise z_1..z_T to x_1..x_T.
 
-    The latent of one sample has the generator's ``latent_shape`` (seq_len, latent_dim).
+    The latent of one sample has the generator's ``latent_shape`` (seq_len, latent_dim). ``latent``:
+    ``per_step`` (the paper: fresh noise at every step) or ``per_sequence`` (one N(0, I) vector repeated at
+    every step: the sequence's global factors, frequency and amplitude here, then live in a latent_dim-d
+    space that a 2-D sweep can move through, and no step-level noise reaches the output).
     """
 
     def __init__(
@@ -52,16 +58,24 @@ class RGAN(AdversarialModule):
         latent_dim: int,
         optimizer_g: OptimizerFactory,
         optimizer_d: OptimizerFactory,
+        latent: str = "per_step",
         **kwargs: Any,
     ) -> None:
         if generator.latent_shape[1] != latent_dim:
             raise ValueError(f"generator reads {generator.latent_shape[1]} noise features per step, not {latent_dim}")
+        if latent not in LATENTS:
+            raise ValueError(f"model.latent must be one of {LATENTS}, got {latent!r}")
+        self.latent = latent  # before the base builds its fixed noise with sample_latent
         super().__init__(generator, discriminator, loss, latent_dim, optimizer_g, optimizer_d, **kwargs)
 
     def sample_latent(self, n: int, generator: torch.Generator | None = None) -> Tensor:
-        """Fresh N(0, I) noise at every step: (n, seq_len, latent_dim)."""
+        """N(0, I) noise (n, seq_len, latent_dim): fresh at every step, or one draw repeated (``per_sequence``)."""
         device = self.device if generator is None else "cpu"
-        return torch.randn(n, *self.generator.latent_shape, device=device, generator=generator)
+        seq_len, width = self.generator.latent_shape
+        if self.latent == "per_sequence":
+            z = torch.randn(n, 1, width, device=device, generator=generator)
+            return z.expand(n, seq_len, width).contiguous()
+        return torch.randn(n, seq_len, width, device=device, generator=generator)
 
 
 class RCGAN(ClassConditional, RGAN):
