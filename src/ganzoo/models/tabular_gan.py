@@ -11,13 +11,22 @@ Conditioning (``data.condition_on=<categorical column>``): G and D see the one-h
 fakes in training use the batch's categories, and sampling draws them from the training frequencies.
 The decoded table shows the requested category in that column. Rows are decoded by *sampling* the
 softmax spans (never argmax: rare categories would vanish).
+
+Training-by-sampling (``model.training_by_sampling=true``; Xu et al. 2019, section 4.3): G and D see CTGAN's
+conditional vector (:mod:`ganzoo.data.tabular_sampler`: one category of one categorical column per row, the
+column uniform, the category by log(1 + count)). Each critic step draws these conditions and replaces the
+loader's real rows by training rows that have the drawn categories, and G's fakes get the same conditions;
+each generator step draws afresh and adds ``g/cond``, the cross-entropy of G's logits of the chosen column
+against the chosen category (weight 1, as CTGAN). Sampling with no condition draws the vectors with the
+categories' training frequencies. It cannot be combined with ``data.condition_on``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict
-from typing import Any
+from typing import Any, NamedTuple
 
 import pandas as pd
 import torch
@@ -25,25 +34,44 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ganzoo.data.tabular import TabularDataModule
+from ganzoo.data.tabular_sampler import ConditionSampler
+from ganzoo.data.tabular_schema import CATEGORICAL
 from ganzoo.data.tabular_transform import Span, TableTransformer
-from ganzoo.models.base import AdversarialModule
+from ganzoo.models.base import AdversarialModule, repeat_conditions
 
 NetFactory = Callable[..., nn.Module]
+
+
+class SampledBatch(NamedTuple):
+    """A training batch of training-by-sampling: real ``rows`` having the categories that ``cond`` (the
+    conditional vectors) sets, and ``slots``, the index of that category in the vector. Being a tuple of
+    (rows, cond, ...), it is read by the loop's hooks like a loader batch (x, labels)."""
+
+    rows: Tensor
+    cond: Tensor
+    slots: Tensor
 
 
 class TabularGAN(AdversarialModule):
     """G(z, c) -> encoded row (activated spans) against a (packed) critic D(row, c).
 
-    ``generator`` is completed with ``spans`` and ``num_classes``, ``discriminator`` with ``data_dim`` and
-    ``num_classes`` (0 when unconditional); the other arguments are :class:`AdversarialModule`'s.
+    ``generator`` is completed with ``spans``, ``num_classes`` and ``cond_dim``, ``discriminator`` with
+    ``data_dim``, ``num_classes`` and ``cond_dim`` (0 when not conditioned that way); ``training_by_sampling``
+    turns on CTGAN's conditional vector and training-by-sampling (see the module docstring); the other
+    arguments are :class:`AdversarialModule`'s.
     """
 
-    def __init__(self, generator: NetFactory, discriminator: NetFactory, **kwargs: Any) -> None:
+    def __init__(
+        self, generator: NetFactory, discriminator: NetFactory, training_by_sampling: bool = False, **kwargs: Any
+    ) -> None:
         super().__init__(generator=None, discriminator=None, **kwargs)
         self.make_generator, self.make_discriminator = generator, discriminator
+        self.training_by_sampling = training_by_sampling
         self.transformer: TableTransformer | None = None
         self.condition_on: str | None = None
         self.num_classes = 0  # condition classes; 0 when unconditional
+        self.sampler: ConditionSampler | None = None  # CTGAN's conditional vectors, with training_by_sampling
+        self.cond_spans: list[Span] = []  # the categorical spans the conditional vector is made of
 
     # ---- building the data-shaped nets ---------------------------------------------------------------
     def setup(self, stage: str) -> None:
@@ -55,8 +83,17 @@ class TabularGAN(AdversarialModule):
             )
         if self.generator is not None:  # already built (a second fit on the same module)
             return
+        if self.training_by_sampling and datamodule.condition_on is not None:
+            raise ValueError(
+                f"model.training_by_sampling=true and data.condition_on={datamodule.condition_on!r} cannot be "
+                f"combined; set data.condition_on=null or model.training_by_sampling=false"
+            )
         self.condition_on, self.transformer = datamodule.condition_on, datamodule.transformer
         self._build(self.transformer.output_info, datamodule.num_classes if self.condition_on else 0)
+        if self.sampler is not None:  # fitted on the encoded training rows, which it draws real rows from
+            rows = datamodule.train_set.tensors[0]
+            self.sampler = ConditionSampler.fit(rows, self.cond_spans)
+            self.register_buffer("train_rows", rows, persistent=False)  # moves to the module's device with it
         if datamodule.batch_size % self.discriminator.pac:
             raise ValueError(
                 f"data.batch_size={datamodule.batch_size} is not a multiple of "
@@ -69,20 +106,75 @@ class TabularGAN(AdversarialModule):
     def _build(self, output_info: list[Span], num_classes: int) -> None:
         spans = [(span.kind, span.width) for span in output_info]
         self.num_classes = num_classes
-        self.generator = self.make_generator(spans=spans, num_classes=num_classes)
-        self.discriminator = self.make_discriminator(data_dim=sum(w for _, w in spans), num_classes=num_classes)
+        if self.training_by_sampling:
+            categorical = set(self.transformer.schema.of_kind(CATEGORICAL))
+            self.cond_spans = [span for span in output_info if span.column in categorical]
+            if not self.cond_spans:
+                raise ValueError("model.training_by_sampling=true needs a categorical column; this table has none")
+            self.sampler = ConditionSampler([span.width for span in self.cond_spans])  # counts: fit or checkpoint
+        cond_dim = self.sampler.cond_dim if self.sampler is not None else 0
+        self.generator = self.make_generator(spans=spans, num_classes=num_classes, cond_dim=cond_dim)
+        self.discriminator = self.make_discriminator(
+            data_dim=sum(w for _, w in spans), num_classes=num_classes, cond_dim=cond_dim
+        )
         self.register_buffer("label_freq", torch.zeros(num_classes))  # training frequency of each condition
 
     # ---- conditioning hooks of the loop ----------------------------------------------------------------
     def conditions(self, batch: Any) -> Tensor | None:
-        return batch[1] if self.num_classes else None
+        """The batch's labels (``data.condition_on``), or its conditional vectors (training-by-sampling)."""
+        return batch[1] if self.num_classes or isinstance(batch, SampledBatch) else None
 
     def sample_conditions(self, n: int, generator: torch.Generator | None = None) -> Tensor | None:
-        """Condition labels drawn from their training frequencies (None when unconditional)."""
+        """Condition labels drawn from their training frequencies, or with training-by-sampling conditional
+        vectors whose categories follow the training frequencies (None when unconditional)."""
+        if self.sampler is not None:
+            return self.sampler.sample_original(n, generator)
         if not self.num_classes:
             return None
         freq = self.label_freq if generator is None else self.label_freq.cpu()
         return torch.multinomial(freq, n, replacement=True, generator=generator)
+
+    def sampled_batch(self, batch: Any) -> Any:
+        """With training-by-sampling, a :class:`SampledBatch` as large as the loader's ``batch``: fresh conditional
+        vectors and real training rows having their categories; ``batch`` itself otherwise (or when drawn already)."""
+        if self.sampler is None or isinstance(batch, SampledBatch):
+            return batch
+        draw = self.sampler.sample_train(len(self.real_inputs(batch)))
+        slots = self.sampler.slots(draw.columns, draw.categories)
+        return SampledBatch(self.train_rows[draw.rows.to(self.train_rows.device)], draw.cond, slots)
+
+    def discriminator_terms(self, batch: Any) -> dict[str, Tensor]:
+        # One draw for the whole critic step: the real rows match their conditions, the fakes get the same ones.
+        return super().discriminator_terms(self.sampled_batch(batch))
+
+    def generator_terms(self, batch: Any) -> dict[str, Tensor]:
+        """The loop's generator terms; with training-by-sampling, for a fresh draw of conditions (as CTGAN), plus
+        ``cond``: the cross-entropy of G's logits of each row's chosen column against its chosen category."""
+        if self.sampler is None:
+            return super().generator_terms(batch)
+        batch = self.sampled_batch(batch)
+        with self._generator_logits() as logits:
+            terms = super().generator_terms(batch)
+        # The last logits G produced are those of the fakes the terms scored (a look-ahead generates first).
+        return terms | {"cond": self.cond_loss(logits[-1], repeat_conditions(batch.slots, self.loss.n_fakes))}
+
+    def cond_loss(self, logits: Tensor, slots: Tensor) -> Tensor:
+        """Mean over rows of the cross-entropy between the softmax of G's ``logits`` (n, output_dim) over the
+        span of the column chosen for a row and the category chosen (``slots``: its index in the conditional
+        vector). Only the chosen column's span of each row gets a gradient."""
+        log_probs = torch.cat([F.log_softmax(logits[:, span.slice], dim=1) for span in self.cond_spans], dim=1)
+        return -log_probs.gather(1, slots[:, None]).mean()
+
+    @contextmanager
+    def _generator_logits(self) -> Iterator[list[Tensor]]:
+        """A list that collects the logits (the output of G's ``head``, before the span activations) of every
+        forward pass of G inside the block."""
+        logits: list[Tensor] = []
+        handle = self.generator.head.register_forward_hook(lambda _module, _args, out: logits.append(out))
+        try:
+            yield logits
+        finally:
+            handle.remove()
 
     # ---- tables out --------------------------------------------------------------------------------------
     def decode(
@@ -117,6 +209,7 @@ class TabularGAN(AdversarialModule):
             "output_info": [asdict(span) for span in self.transformer.output_info],
             "num_classes": self.num_classes,
             "condition_on": self.condition_on,
+            "training_by_sampling": self.training_by_sampling,  # its category counts are in the state dict
             "transformer": self.transformer.state_dict(),
         }
 
@@ -132,3 +225,9 @@ class TabularGAN(AdversarialModule):
             self._build(output_info, state["num_classes"])
         elif output_info != self.transformer.output_info or state["num_classes"] != self.num_classes:
             raise ValueError("the checkpoint was trained on a table encoded differently from this run's data")
+        trained_by_sampling = state.get("training_by_sampling", False)  # absent from older checkpoints
+        if trained_by_sampling != self.training_by_sampling:
+            raise ValueError(
+                f"the checkpoint was trained with model.training_by_sampling={trained_by_sampling}, "
+                f"but this run has model.training_by_sampling={self.training_by_sampling}"
+            )

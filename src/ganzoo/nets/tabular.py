@@ -6,6 +6,8 @@ span of the row by its kind; the critic is an MLP with LeakyReLU and dropout tha
 once (PacGAN: Lin et al. 2018, "PacGAN: The power of two samples in generative adversarial networks").
 
 The nets know a row only as a list of ``(kind, width)`` spans, kind in ``softmax | tanh | linear``.
+Both take a condition in one of two forms: ``num_classes`` (an integer label per row, one-hot encoded here) or
+``cond_dim`` (a float vector per row, concatenated as it is: CTGAN's conditional vector).
 """
 
 from __future__ import annotations
@@ -20,13 +22,30 @@ SPAN_KINDS = ("softmax", "tanh", "linear")
 CRITIC_NORMS = ("layer", "none")
 
 
-def with_condition(x: Tensor, cond: Tensor | None, num_classes: int) -> Tensor:
-    """``x`` with the one-hot of ``cond`` appended (``x`` itself when unconditional)."""
-    if num_classes == 0:
+def condition_width(num_classes: int, cond_dim: int) -> int:
+    """Width the condition adds to a net's input; a net takes labels or vectors, not both."""
+    if num_classes < 0 or cond_dim < 0:
+        raise ValueError(f"num_classes and cond_dim must be >= 0, got {num_classes} and {cond_dim}")
+    if num_classes and cond_dim:
+        raise ValueError(
+            f"a net is conditioned on labels (num_classes={num_classes}) or on vectors (cond_dim={cond_dim}), not both"
+        )
+    return num_classes + cond_dim
+
+
+def with_condition(x: Tensor, cond: Tensor | None, num_classes: int, cond_dim: int = 0) -> Tensor:
+    """``x`` with the condition appended: the one-hot of the labels ``cond`` (``num_classes``), or the float
+    vectors ``cond`` (n, ``cond_dim``) as they are; ``x`` itself when unconditional."""
+    if num_classes == 0 and cond_dim == 0:
         return x
     if cond is None:
-        raise ValueError(f"this net is conditional on {num_classes} classes; pass cond (one label per row)")
-    return torch.cat([x, F.one_hot(cond.long(), num_classes).to(x.dtype)], dim=1)
+        wanted = f"{num_classes} classes (one label per row)" if num_classes else f"vectors of width {cond_dim}"
+        raise ValueError(f"this net is conditional on {wanted}; pass cond")
+    if num_classes:
+        return torch.cat([x, F.one_hot(cond.long(), num_classes).to(x.dtype)], dim=1)
+    if cond.shape != (x.shape[0], cond_dim):
+        raise ValueError(f"cond must have shape ({x.shape[0]}, {cond_dim}), got {tuple(cond.shape)}")
+    return torch.cat([x, cond.to(x.dtype)], dim=1)
 
 
 class Residual(nn.Module):
@@ -41,7 +60,7 @@ class Residual(nn.Module):
 
 
 class TabularGenerator(nn.Module):
-    """(z, condition one-hot) -> residual blocks -> one linear layer -> each span activated by its kind.
+    """(z, condition) -> residual blocks -> one linear layer -> each span activated by its kind.
 
     Softmax spans give probabilities (the critic reads them as they are, and decoding samples from them).
     With ``gumbel_tau`` set, training draws Gumbel-softmax relaxed samples at that temperature instead, as
@@ -56,6 +75,7 @@ class TabularGenerator(nn.Module):
         num_classes: int = 0,
         hidden: Sequence[int] = (256, 256),
         gumbel_tau: float | None = None,
+        cond_dim: int = 0,
     ) -> None:
         super().__init__()
         if latent_dim < 1:
@@ -65,9 +85,9 @@ class TabularGenerator(nn.Module):
         if unknown := sorted({kind for kind, _ in spans} - set(SPAN_KINDS)):
             raise ValueError(f"unknown span kinds {unknown}; expected {SPAN_KINDS}")
         self.spans = [(kind, int(width)) for kind, width in spans]
-        self.num_classes, self.gumbel_tau = num_classes, gumbel_tau
+        self.num_classes, self.cond_dim, self.gumbel_tau = num_classes, cond_dim, gumbel_tau
         blocks: list[nn.Module] = []
-        width = latent_dim + num_classes
+        width = latent_dim + condition_width(num_classes, cond_dim)
         for out in hidden:
             blocks.append(Residual(width, out))
             width += out
@@ -75,7 +95,8 @@ class TabularGenerator(nn.Module):
         self.head = nn.Linear(width, sum(w for _, w in self.spans))
 
     def forward(self, z: Tensor, cond: Tensor | None = None) -> Tensor:
-        raw = self.head(self.body(with_condition(z, cond, self.num_classes)))
+        # ``head`` outputs the logits of every span (CTGAN's conditional loss reads the softmax spans' logits).
+        raw = self.head(self.body(with_condition(z, cond, self.num_classes, self.cond_dim)))
         blocks = raw.split([width for _, width in self.spans], dim=1)
         return torch.cat([self._activate(kind, block) for (kind, _), block in zip(self.spans, blocks, strict=True)], 1)
 
@@ -90,7 +111,7 @@ class TabularGenerator(nn.Module):
 
 
 class TabularCritic(nn.Module):
-    """(row, condition one-hot) x ``pac`` rows -> [Linear -> norm -> LeakyReLU(0.2) -> Dropout] -> one score.
+    """(row, condition) x ``pac`` rows -> [Linear -> norm -> LeakyReLU(0.2) -> Dropout] -> one score.
 
     No BatchNorm: it mixes the rows of a batch, which breaks the per-sample gradient penalty (WGAN-GP:
     Gulrajani et al. 2017, section 4); ``norm`` is ``layer`` or ``none``. Packing (PacGAN) reshapes a batch
@@ -107,6 +128,7 @@ class TabularCritic(nn.Module):
         norm: str = "none",
         dropout: float = 0.5,
         pac: int = 1,
+        cond_dim: int = 0,
     ) -> None:
         super().__init__()
         if norm not in CRITIC_NORMS:
@@ -115,9 +137,9 @@ class TabularCritic(nn.Module):
             raise ValueError(f"model.discriminator.pac must be >= 1, got {pac}")
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"model.discriminator.dropout must be in [0, 1), got {dropout}")
-        self.num_classes, self.pac = num_classes, pac
+        self.num_classes, self.cond_dim, self.pac = num_classes, cond_dim, pac
         layers: list[nn.Module] = []
-        width = (data_dim + num_classes) * pac
+        width = (data_dim + condition_width(num_classes, cond_dim)) * pac
         for out in hidden:
             layers += [nn.Linear(width, out), nn.LayerNorm(out) if norm == "layer" else nn.Identity()]
             layers += [nn.LeakyReLU(0.2), nn.Dropout(dropout)]
@@ -131,5 +153,5 @@ class TabularCritic(nn.Module):
                 f"a batch of {x.shape[0]} rows does not split into packs of model.discriminator.pac={self.pac}; "
                 f"make data.batch_size a multiple of {self.pac}"
             )
-        rows = with_condition(x, cond, self.num_classes)
+        rows = with_condition(x, cond, self.num_classes, self.cond_dim)
         return self.net(rows.reshape(-1, self.pac * rows.shape[1])).squeeze(1)

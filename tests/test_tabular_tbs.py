@@ -1,0 +1,221 @@
+"""CTGAN's conditional vector and training-by-sampling (``model.training_by_sampling=true``) on real Adult rows:
+the log-frequency sampler, training steps whose real rows match their conditions, the ``g/cond`` term and its
+gradient, and checkpoints that sample tables alone."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from conftest import compose_config
+from hydra.utils import instantiate
+from scipy.stats import chisquare
+
+from ganzoo.data.tabular_sampler import ConditionSampler
+from ganzoo.data.tabular_schema import CATEGORICAL
+from ganzoo.metrics.tabular import sample_table
+from ganzoo.pipeline import load_model, train
+
+# A real subset and small nets, WGAN-GP on packs of 2, 40 batches. G learns fast and D barely (lr 3e-3 and 1e-5),
+# so G's match of its conditions comes from g/cond (without the term, the cross-entropy of the test below rises).
+TBS = [
+    "data=adult",
+    "model=tabular_gan",
+    "loss=wgan_gp",
+    "model.training_by_sampling=true",
+    "data.limit=2000",
+    "data.gmm_max_rows=300",
+    "data.batch_size=100",
+    "model.latent_dim=32",
+    "model.generator.hidden=[64,64]",
+    "model.discriminator.hidden=[64,64]",
+    "model.discriminator.pac=2",
+    "model.n_critic=1",
+    "model.optimizer_g.lr=3e-3",
+    "model.optimizer_d.lr=1e-5",
+    "trainer.max_epochs=-1",
+    "trainer.max_steps=80",
+    "callbacks.samples=null",
+    "~callbacks.progress",
+    "logger=csv",
+    "trainer.log_every_n_steps=5",
+    "trainer.enable_model_summary=false",
+]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def adult(tmp_path_factory, data_dir):
+    """The set-up Adult data module of the runs below (2000 rows, 1600 of them training rows)."""
+    cfg = compose_config([*TBS, f"paths.data_dir={data_dir}"], tmp_path_factory.mktemp("data") / "run")
+    datamodule = instantiate(cfg.data)
+    datamodule.setup("fit")
+    return datamodule
+
+
+def categorical_spans(datamodule):
+    categorical = set(datamodule.transformer.schema.of_kind(CATEGORICAL))
+    return [span for span in datamodule.transformer.output_info if span.column in categorical]
+
+
+class RealRowsMatchConditions(pl.Callback):
+    """Watches every critic step of a run: the real rows D compares must have the categories their conditional
+    vectors set, and the fakes must be generated for those same vectors."""
+
+    def __init__(self) -> None:
+        self.checked = 0
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        critic_batches = pl_module.critic_batches
+
+        def checked(batch, fake_cond):
+            real, fake = critic_batches(batch, fake_cond)
+            cond = pl_module.conditions(batch)
+            assert cond is not None and cond.shape == (len(real), pl_module.sampler.cond_dim)
+            assert fake_cond is cond and fake.shape == real.shape
+            # The real rows' categorical spans side by side, in the layout of the conditional vector.
+            categories = torch.cat([real[:, span.slice] for span in pl_module.cond_spans], 1)
+            assert (categories.gather(1, cond.argmax(1, keepdim=True)) == 1).all()
+            self.checked += 1
+            return real, fake
+
+        pl_module.critic_batches = checked
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, data_dir):
+    """(run dir, last metrics, batches checked) of a 40-batch training-by-sampling run."""
+    run = tmp_path_factory.mktemp("tbs") / "run"
+    check = RealRowsMatchConditions()
+    metrics = train(compose_config([*TBS, f"paths.data_dir={data_dir}"], run), [check])
+    return run, metrics, check.checked
+
+
+# ---- (1) the sampler ----------------------------------------------------------------------------------------
+def test_sampler_follows_log_frequencies_and_draws_rows_having_the_category(adult):
+    spans = categorical_spans(adult)
+    rows = adult.train_set.tensors[0]
+    sampler = ConditionSampler.fit(rows, spans)
+    assert sampler.cond_dim == sum(span.width for span in spans)
+    assert set(sampler.state_dict()) == {"counts"}  # the frequencies travel in checkpoints, the row index does not
+    n = 40_000
+    draw = sampler.sample_train(n, generator=torch.Generator().manual_seed(0))
+    # Exactly one 1 per vector, in the chosen column's slots, at the chosen category.
+    assert torch.equal(draw.cond.sum(1), torch.ones(n)) and set(draw.cond.unique().tolist()) == {0.0, 1.0}
+    assert torch.equal(draw.cond.argmax(1), sampler.offsets[draw.columns] + draw.categories)
+    # Columns uniform; within a column, categories by log(1 + count) (chi-square at every column).
+    share = torch.bincount(draw.columns, minlength=len(spans)) / n
+    assert (share - 1 / len(spans)).abs().max() < 0.01, share
+    for j, span in enumerate(spans):
+        counts = rows[:, span.slice].sum(0).double()
+        observed = torch.bincount(draw.categories[draw.columns == j], minlength=span.width).numpy()
+        expected = (torch.log1p(counts) / torch.log1p(counts).sum()).numpy() * observed.sum()
+        assert chisquare(observed, expected).pvalue > 1e-3, (span.column, observed, expected)
+        # The log flattens the frequencies: the rarest category is drawn far more often than its share.
+        rarest = int(counts.argmin())
+        assert observed[rarest] / observed.sum() > 1.2 * counts[rarest] / counts.sum(), span.column
+        # Every real row drawn has the chosen category in the chosen column.
+        chosen = draw.columns == j
+        assert torch.equal(rows[draw.rows[chosen]][:, span.slice].argmax(1), draw.categories[chosen])
+
+
+def test_unconditioned_draws_follow_the_training_frequencies(adult):
+    spans = categorical_spans(adult)
+    rows = adult.train_set.tensors[0]
+    sampler = ConditionSampler.fit(rows, spans)
+    cond = sampler.sample_original(40_000, generator=torch.Generator().manual_seed(1))
+    for first, span in zip(sampler.offsets.tolist(), spans, strict=True):
+        chosen = cond[:, first : first + span.width]  # the column's slots in the conditional vector
+        picked = chosen[chosen.sum(1) == 1]
+        share, real = picked.mean(0), rows[:, span.slice].mean(0)
+        assert (share - real).abs().max() < 0.05, (span.column, share, real)
+
+
+def test_the_sampler_refuses_non_one_hot_rows(adult):
+    spans = categorical_spans(adult)
+    with pytest.raises(ValueError, match="not one-hot"):
+        ConditionSampler.fit(torch.rand(10, adult.transformer.output_dim), spans)
+
+
+# ---- (2) training and sampling ---------------------------------------------------------------------------------
+def test_training_logs_a_finite_cond_term_with_matching_real_rows(trained):
+    run, metrics, checked = trained
+    assert checked == 40
+    assert {"d/loss", "g/loss", "g/cond", "g/adv"} <= metrics.keys(), metrics.keys()
+    assert all(math.isfinite(v) for v in metrics.values()), metrics
+
+
+def test_checkpoint_alone_samples_tables_with_conditional_vectors(trained, adult):
+    model = load_model(trained[0] / "checkpoints" / "last.ckpt")
+    assert model.generator.cond_dim == model.discriminator.cond_dim == model.sampler.cond_dim > 0
+    fitted = ConditionSampler.fit(adult.train_set.tensors[0], categorical_spans(adult))
+    assert torch.equal(model.sampler.counts, fitted.counts)  # the frequencies came back with the weights
+    cond = model.sample_conditions(50)
+    assert cond.shape == (50, model.sampler.cond_dim) and torch.equal(cond.sum(1), torch.ones(50))
+    real = adult.train_table
+    for fake in (model.sample_table(500, seed=0), sample_table(model, 500, seed=0)):
+        assert list(fake.columns) == list(real.columns) and len(fake) == 500
+        for column in real.columns:
+            if not real[column].isna().any():
+                assert not fake[column].isna().any(), column
+
+
+def test_training_by_sampling_refuses_condition_on(train_config):
+    cfg = train_config(*TBS, "data.condition_on=income", fast=False)
+    with pytest.raises(ValueError, match=r"model.training_by_sampling=true and data.condition_on='income'"):
+        train(cfg)
+
+
+# ---- (3) the generator's cross-entropy term ----------------------------------------------------------------------
+def test_cond_loss_is_the_chosen_columns_cross_entropy_and_only_reaches_its_span(trained):
+    model = load_model(trained[0] / "checkpoints" / "last.ckpt")
+    n, spans = 64, model.cond_spans
+    logits = torch.randn(n, model.transformer.output_dim, requires_grad=True)
+    slots = model.sample_conditions(n).argmax(1)
+    loss = model.cond_loss(logits, slots)
+    loss.backward()
+    offsets = np.cumsum([0] + [span.width for span in spans])
+    column = np.searchsorted(offsets, slots.numpy(), side="right") - 1
+    expected = torch.stack(
+        [
+            F.cross_entropy(logits[i : i + 1, spans[j].slice], torch.tensor([int(slots[i]) - offsets[j]]))
+            for i, j in enumerate(column)
+        ]
+    ).mean()
+    torch.testing.assert_close(loss, expected)
+    reached = logits.grad != 0
+    for i, j in enumerate(column):
+        inside = torch.zeros(logits.shape[1], dtype=torch.bool)
+        inside[spans[j].slice] = True
+        assert reached[i, inside].all() and not reached[i, ~inside].any()
+
+
+def test_training_lowers_the_cond_term(trained):
+    """Fails if g/cond does not train G: the trained G's cross-entropy on fresh conditions is well below that of
+    the same G with its weights reset."""
+    model = load_model(trained[0] / "checkpoints" / "last.ckpt")
+
+    def cond_term() -> float:
+        torch.manual_seed(0)
+        cond = model.sample_conditions(1000)
+        with torch.no_grad(), model._generator_logits() as logits:
+            model.generate(model.sample_latent(1000), cond)
+        return float(model.cond_loss(logits[-1], cond.argmax(1)))
+
+    trained_term = cond_term()
+    for module in model.generator.modules():
+        if module is not model.generator and hasattr(module, "reset_parameters"):
+            module.reset_parameters()
+    initial_term = cond_term()
+    assert trained_term < 0.6 * initial_term, (initial_term, trained_term)
