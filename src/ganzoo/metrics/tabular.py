@@ -25,6 +25,11 @@ The figures and the targets of issue 8:
   distance 0, verbatim training records, must not exceed the held-out real rows' share by more than 1 point.
 - **missing values**: sdmetrics' ``MissingValueSimilarity`` (1 - |difference of the missing rates|), mean over
   the columns where either table has missing values.
+- **conditional agreement** (checkpoints trained with ``data.condition_on=<column>`` only): does a row requested
+  for a label look like that label? A boosted classifier of the condition column, trained on the real training
+  rows, labels ``agreement_rows`` rows requested for each category; the balanced agreement (mean over the labels
+  of the share classified as requested) over the classifier's balanced accuracy on the reference rows >= 0.90.
+  See :class:`ConditionAgreement`.
 
 Splits: the generator learned the data module's training split; its held-out split is cut into two disjoint
 halves. Every table is scored against the first half (the reference); the second half, real rows the
@@ -398,6 +403,119 @@ def _overall(shapes: dict[str, float], trends: dict[str, float]) -> float:
     return (float(np.mean(list(shapes.values()))) + _mean_trend(trends)) / 2
 
 
+# ---- conditional generation: do rows requested for a label look like it? ----------------------------------------
+class ConditionAgreement:
+    """How well rows carry the label they were requested for, judged by a real-trained classifier.
+
+    A boosted classifier (the features of :meth:`TableScorer.features`, as for TSTR) learns the condition column
+    from every other modelled column of the scorer's real training rows. :meth:`score` labels a table whose
+    condition column holds the *requested* labels (what ``TabularGAN.decode`` writes there; for real rows, their
+    own labels) and reports, per label, the share classified as requested, and two means of those shares:
+
+    - ``agreement``: weighted by the labels' training frequencies, i.e. the plain agreement of rows requested in
+      the real mix (for real rows: the classifier's accuracy, up to the sampling noise of the mix);
+    - ``balanced_agreement``: the plain mean over the labels with at least ``min_rows`` reference rows (for real
+      rows: the classifier's balanced accuracy).
+
+    The target compares the *balanced* figures: ``agreement_ratio`` = balanced agreement / the classifier's
+    balanced accuracy on the reference rows, >= 0.90. The mix-weighted figure rewards rows that all look like
+    the majority label: on Adult (76 % <=50K; classifier on 5000 real rows), real low earners requested in the
+    real label mix agree 71 % of the time against a real accuracy of 86 % (0.83), but their balanced agreement is
+    0.49 against a balanced accuracy of 0.79 (ratio 0.63, as low as for shuffled labels: 0.64); real rows with
+    their own labels get 0.99. When the real rows themselves barely predict the label (balanced accuracy near
+    ``chance``, one over the number of labels), every table gets a ratio near 1 and the figure says nothing; the
+    report shows ``chance`` beside it.
+    """
+
+    def __init__(self, scorer: TableScorer, column: str, min_rows: int = 20) -> None:
+        if column not in scorer.codes:
+            raise ValueError(f"the condition column {column!r} is not a categorical column of the table")
+        self.scorer, self.column = scorer, column
+        self.inputs = [name for name in scorer.kinds if name != column]
+        self.labels = scorer.codes[column]
+        train = scorer.train[scorer.train[column].notna()]
+        x, mask = scorer.features(train, self.inputs)
+        y = self.labels.get_indexer(train[column])
+        self.classifier = None  # one training label: predict it everywhere
+        self.only_label = int(y[0]) if len(y) else -1
+        if len(np.unique(y)) > 1:
+            model = HistGradientBoostingClassifier(categorical_features=mask, random_state=scorer.seed)
+            self.classifier = model.fit(x, y)
+        self.weights = np.bincount(y, minlength=len(self.labels)) / max(len(y), 1)  # training label frequencies
+        counts = scorer.reference[column].value_counts()
+        self.scored = [label for label, count in counts.items() if count >= min_rows] or list(counts.index)
+        self.scored_codes = set(self.labels.get_indexer(self.scored))
+        self.real = self._agreement(scorer.reference)
+
+    @property
+    def real_accuracy(self) -> float:
+        return self.real["agreement"]
+
+    @property
+    def real_balanced_accuracy(self) -> float:
+        return self.real["balanced_agreement"]
+
+    def score(self, table: pd.DataFrame) -> dict[str, Any]:
+        """``n`` (rows with a label), ``agreement``, ``balanced_agreement``, ``agreement_ratio`` and ``per_label``
+        of ``table`` (columns as in ``kinds``, the condition column holding the requested labels), beside the
+        classifier's ``real_accuracy``, ``real_balanced_accuracy`` and ``chance``."""
+        scores = self._agreement(comparable(table, self.scorer.kinds))
+        real = self.real_balanced_accuracy
+        return {
+            "real_accuracy": self.real_accuracy,
+            "real_balanced_accuracy": real,
+            "chance": 1.0 / len(self.scored),
+            **scores,
+            "agreement_ratio": scores["balanced_agreement"] / real if real > 0 else 0.0,
+        }
+
+    def _agreement(self, table: pd.DataFrame) -> dict[str, Any]:
+        """The agreement figures of a table already in :func:`comparable` form."""
+        rows = table[table[self.column].notna()]
+        requested = self.labels.get_indexer(rows[self.column])  # a label the real rows lack: -1, never predicted
+        if self.classifier is None:
+            predicted = np.full(len(rows), self.only_label)
+        else:
+            predicted = self.classifier.predict(self.scorer.features(rows, self.inputs)[0])
+        hits = predicted == requested
+        present = [code for code in range(len(self.labels)) if (requested == code).any()]
+        shares = np.array([hits[requested == code].mean() for code in present])
+        weights = self.weights[present]
+        balanced = [share for code, share in zip(present, shares, strict=True) if code in self.scored_codes]
+        return {
+            "n": len(rows),
+            "agreement": float(weights @ shares / weights.sum()) if weights.sum() > 0 else float(hits.mean()),
+            "balanced_agreement": float(np.mean(balanced)) if balanced else 0.0,
+            "per_label": {str(self.labels[code]): float(share) for code, share in zip(present, shares, strict=True)},
+        }
+
+
+def requested_rows(model: Any, n: int, seed: int = 0, decode: str = "sample") -> pd.DataFrame:
+    """``n`` decoded rows requested for each category of a conditional table GAN's ``condition_on`` column (but
+    a missing one), one block per label; seeded on a private random stream, like :func:`sample_table`."""
+    labels = [label for label in model.transformer.categories(model.condition_on) if not pd.isna(label)]
+    blocks = []
+    with torch.random.fork_rng(), torch.no_grad():
+        torch.manual_seed(seed)
+        for i, label in enumerate(labels):
+            blocks.append(model.sample_table(n, label=label, decode=decode, seed=seed + i))
+    return pd.concat(blocks, ignore_index=True)
+
+
+def conditional_report(
+    agreement: ConditionAgreement, requested: pd.DataFrame, floor: pd.DataFrame, rows_per_label: int
+) -> dict[str, Any]:
+    """The report's ``conditional`` section: the agreement figures of the ``requested`` rows and of the real
+    ``floor`` rows with their own labels (ratio near 1: what a perfect conditional generator gets)."""
+    return {
+        "condition_on": agreement.column,
+        "rows_per_label": rows_per_label,
+        "labels_scored": [str(label) for label in agreement.scored],
+        "samples": agreement.score(requested),
+        "floor": agreement.score(floor),
+    }
+
+
 # ---- targets and the printed table -----------------------------------------------------------------------------
 # (key, label, format, target in words, check(value, floor value) or None)
 CHECKS: tuple[tuple[str, str, str, str, Callable[[float, float], bool] | None], ...] = (
@@ -414,13 +532,21 @@ CHECKS: tuple[tuple[str, str, str, str, Callable[[float, float], bool] | None], 
     ("dcr_median", "median DCR to training", "{:.4f}", "", None),
     ("missing_values", "missing-value similarity", "{:.3f}", "", None),
 )
+# the rows of a conditional checkpoint's ``conditional`` section, alike
+CONDITIONAL_CHECKS: tuple[tuple[str, str, str, str, Callable[[float, float], bool] | None], ...] = (
+    ("real_accuracy", "label clf. accuracy (real)", "{:.3f}", "", None),
+    ("real_balanced_accuracy", "label clf. bal. acc. (real)", "{:.3f}", "", None),
+    ("agreement", "label agreement", "{:.3f}", "", None),
+    ("balanced_agreement", "label agreement (balanced)", "{:.3f}", "", None),
+    ("agreement_ratio", "bal. agreement / bal. acc.", "{:.3f}", ">= 0.90", lambda v, f: v >= 0.90),
+)
 
 
-def verdicts(samples: dict[str, Any], floor: dict[str, Any]) -> dict[str, bool]:
-    """``{figure: passed}`` for every figure of ``samples`` that has a target."""
+def verdicts(samples: dict[str, Any], floor: dict[str, Any], checks: tuple = CHECKS) -> dict[str, bool]:
+    """``{figure: passed}`` for every figure of ``samples`` that has a target in ``checks``."""
     return {
         key: bool(check(samples[key], floor.get(key, np.nan)))
-        for key, _, _, _, check in CHECKS
+        for key, _, _, _, check in checks
         if check is not None and key in samples
     }
 
@@ -436,21 +562,33 @@ def report_table(report: dict[str, Any]) -> Any:
     )
     for name in ("metric", "samples", "real vs real", "target", "pass"):
         table.add_column(name, justify="left" if name == "metric" else "right")
-    for key, label, style, target, _ in CHECKS:
-        if key in samples:
-            passed = report["pass"].get(key)
-            mark = "" if passed is None else ("pass" if passed else "[bold red]FAIL[/]")
-            table.add_row(label, style.format(samples[key]), style.format(floor[key]), target, mark)
+    _add_rows(table, CHECKS, samples, floor, report["pass"])
+    if conditional := report.get("conditional"):
+        table.add_section()
+        _add_rows(table, CONDITIONAL_CHECKS, conditional["samples"], conditional["floor"], report["pass"])
     return table
 
 
+def _add_rows(table: Any, checks: tuple, samples: dict[str, Any], floor: dict[str, Any], passed: dict) -> None:
+    for key, label, style, target, _ in checks:
+        if key in samples:
+            mark = "" if key not in passed else ("pass" if passed[key] else "[bold red]FAIL[/]")
+            table.add_row(label, style.format(samples[key]), style.format(floor[key]), target, mark)
+
+
 def caption(report: dict[str, Any]) -> str:
-    """What the figures are: the floor's rows, the pairs scored, the efficacy task."""
+    """What the figures are: the floor's rows, the pairs scored, the efficacy task, the conditional requests."""
     text = (
         f"real vs real: {report['floor']['n']} other held-out rows; {report['samples']['pairs_scored']} column "
         f"pairs; copies against {report['n_train']} training rows"
     )
-    return text + (f"; efficacy: {report['efficacy']}" if report["efficacy"] else "")
+    text += f"; efficacy: {report['efficacy']}" if report["efficacy"] else ""
+    if conditional := report.get("conditional"):
+        text += (
+            f"; label agreement: {conditional['rows_per_label']} rows requested per {conditional['condition_on']} "
+            f"label, classified by boosted trees trained on real rows (chance {conditional['samples']['chance']:.2f})"
+        )
+    return text
 
 
 # ---- what src/evaluate.py does for tables ----------------------------------------------------------------------
@@ -483,9 +621,16 @@ def make_scorer(parts: dict[str, pd.DataFrame], schema: Schema, options: Any, se
     )
 
 
-def quality_report(scorer: TableScorer, generated: pd.DataFrame, floor: pd.DataFrame, **facts: Any) -> dict[str, Any]:
+def quality_report(
+    scorer: TableScorer,
+    generated: pd.DataFrame,
+    floor: pd.DataFrame,
+    conditional: dict[str, Any] | None = None,
+    **facts: Any,
+) -> dict[str, Any]:
     """The report (what metrics.json holds): ``facts``, the figures of ``generated`` and of the ``floor`` rows,
-    the targets and which of them ``generated`` meets."""
+    the targets and which of them ``generated`` meets; with ``conditional`` (:func:`conditional_report`, for a
+    conditional checkpoint), that section and its target too."""
     report: dict[str, Any] = {
         **facts,
         "n_reference": len(scorer.reference),
@@ -497,20 +642,35 @@ def quality_report(scorer: TableScorer, generated: pd.DataFrame, floor: pd.DataF
     }
     report["pass"] = verdicts(report["samples"], report["floor"])
     report["targets"] = {key: target for key, _, _, target, check in CHECKS if check is not None}
+    if conditional is not None:
+        report["conditional"] = conditional
+        report["pass"] |= verdicts(conditional["samples"], conditional["floor"], CONDITIONAL_CHECKS)
+        report["targets"] |= {key: target for key, _, _, target, check in CONDITIONAL_CHECKS if check is not None}
     return report
 
 
 def evaluate(cfg: Any) -> dict[str, Any]:
     """``src/evaluate.py`` for tables: score ``n`` rows sampled from ``ckpt_path`` (or read from ``samples=<csv>``
-    with ``data=``) against the held-out rows of the data split, print the table, write metrics.json."""
+    with ``data=``) against the held-out rows of the data split, print the table, write metrics.json. A
+    conditional checkpoint also gets the ``conditional`` section (``table.agreement_rows`` rows per label)."""
     if (cfg.ckpt_path is None) == (cfg.samples is None):
         raise ValueError("give ckpt_path=<checkpoint> or samples=<table.csv> (with data=...), exactly one")
     datamodule = instantiate(OmegaConf.create(_data_config(cfg)))
     parts, schema = real_parts(datamodule)
-    generated, source = _generated_table(cfg, parts["train"], schema.kinds)
+    model = _table_model(cfg) if cfg.ckpt_path is not None else None
+    generated, source = _generated_table(cfg, model, parts["train"], schema.kinds)
     scorer = make_scorer(parts, schema, cfg.table, cfg.seed)
+    conditional = None
+    if model is not None and model.condition_on is not None:
+        n = cfg.table.agreement_rows
+        if n < 1:
+            raise ValueError(f"table.agreement_rows must be >= 1, got {n}")
+        requested = requested_rows(model, n, cfg.seed, cfg.table.decode)
+        requested = align(requested, parts["train"], schema.kinds, "the requested rows")
+        agreement = ConditionAgreement(scorer, model.condition_on, cfg.table.min_category_rows)
+        conditional = conditional_report(agreement, requested, parts["floor"], n)
     report = quality_report(
-        scorer, generated.iloc[: cfg.n], parts["floor"], source=str(source), data=str(datamodule.path)
+        scorer, generated.iloc[: cfg.n], parts["floor"], conditional, source=str(source), data=str(datamodule.path)
     )
     from rich.console import Console
 
@@ -537,19 +697,24 @@ def _data_config(cfg: Any) -> dict[str, Any]:
     return data
 
 
-def _generated_table(cfg: Any, real: pd.DataFrame, kinds: dict[str, str]) -> tuple[pd.DataFrame, Path]:
-    """(generated rows parsed like ``real``, the file they came from): ``n`` rows sampled from the checkpoint and
-    decoded as ``src/sample.py`` does, or a CSV / Parquet file of rows."""
-    if cfg.samples is not None:
-        path = Path(cfg.samples)
-        return align(_read_samples(path, real, kinds), real, kinds, f"samples file {path}"), path
+def _table_model(cfg: Any) -> Any:
+    """The table GAN of ``ckpt_path``, on ``device``."""
     from ganzoo.pipeline import load_model
 
-    if cfg.n < 2:
-        raise ValueError(f"n must be >= 2, got {cfg.n}")
     model = load_model(cfg.ckpt_path, map_location=cfg.device).to(cfg.device)
     if not hasattr(model, "decode"):
         raise ValueError(f"{type(model).__name__} does not generate tables; use a model=tabular_gan checkpoint")
+    return model
+
+
+def _generated_table(cfg: Any, model: Any, real: pd.DataFrame, kinds: dict[str, str]) -> tuple[pd.DataFrame, Path]:
+    """(generated rows parsed like ``real``, the file they came from): ``n`` rows sampled from ``model`` (the
+    checkpoint's) and decoded as ``src/sample.py`` does, or a CSV / Parquet file of rows."""
+    if cfg.samples is not None:
+        path = Path(cfg.samples)
+        return align(_read_samples(path, real, kinds), real, kinds, f"samples file {path}"), path
+    if cfg.n < 2:
+        raise ValueError(f"n must be >= 2, got {cfg.n}")
     generated = sample_table(model, cfg.n, cfg.seed, cfg.table.decode, cfg.batch_size)
     return align(generated, real, kinds, "the generated table"), Path(cfg.ckpt_path)
 
