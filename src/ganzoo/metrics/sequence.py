@@ -616,7 +616,7 @@ def sweep_report(
             save_png(sweep_figure(sequences, positions, title), figures.with_name(f"{figures.stem}_sweep_{name}.png"))
     worst = lambda quantity: min((grid[f"rho_{quantity}"] for grid in grids.values()), key=abs)
     report: dict[str, Any] = {
-        "latent": f"per-step noise, {shape[0]} steps x {width}" if len(shape) == 2 else f"{shape} per sample",
+        "latent": _latent_words(model, shape, width),
         "grid": f"{options.sweep_steps} x {options.sweep_steps}: z = z_rest + a e1 + b e2 (e1, e2 orthonormal, "
         f"time-constant for per-step noise), a and b in [-{options.sweep_span}, {options.sweep_span}] "
         "(standard-normal coordinates)",
@@ -685,3 +685,12 @@ def metrics_table(report: dict[str, Any]) -> Any:
     for row in report_rows(report):
         table.add_row(*row)
     return table
+
+
+def _latent_words(model: Any, shape: tuple[int, ...], width: int) -> str:
+    """How the swept latent is laid out, in words for the report."""
+    if len(shape) != 2:
+        return f"{shape} per sample"
+    if getattr(model, "latent", "per_step") == "per_sequence":
+        return f"one {width}-d vector per sequence, repeated over {shape[0]} steps"
+    return f"per-step noise, {shape[0]} steps x {width}"
