@@ -18,6 +18,8 @@ from ganzoo.data.tabular_transform import TableTransformer
 from ganzoo.nets.tabular import TabularCritic, TabularGenerator
 from ganzoo.pipeline import load_model, train
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 LOSSES = ["minimax", "nonsaturating", "wgan", "wgan_gp", "lsgan", "hinge"]
 # A real subset and small nets; the logger and progress bar off the hot path.
 TABLE = [
@@ -44,15 +46,6 @@ QUALITY = [
     "model.optimizer_d.lr=1e-3",
     "trainer.max_steps=200",
 ]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Nets this small run fastest on one thread; two threads spin against each other on shared cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

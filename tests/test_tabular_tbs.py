@@ -20,6 +20,8 @@ from ganzoo.data.tabular_schema import CATEGORICAL
 from ganzoo.metrics.tabular import sample_table
 from ganzoo.pipeline import load_model, train
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 # A real subset and small nets, WGAN-GP on packs of 2, 40 batches. G learns fast and D barely (lr 3e-3 and 1e-5),
 # so G's match of its conditions comes from g/cond (without the term, the cross-entropy of the test below rises).
 TBS = [
@@ -45,14 +47,6 @@ TBS = [
     "trainer.log_every_n_steps=5",
     "trainer.enable_model_summary=false",
 ]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
