@@ -6,7 +6,9 @@ import math
 
 import pytest
 import torch
+from hydra.errors import InstantiationException
 
+from ganzoo.models.base import lr_factor
 from ganzoo.pipeline import train
 
 MODELS = ["gan", "dcgan"]
@@ -40,3 +42,30 @@ def test_terms_are_logged_at_logging_steps_and_on_the_last_batch(train_config, t
     logged = pd.read_csv(next((tmp_path / "run").rglob("metrics.csv")))
     assert len(logged["d/loss"].dropna()) == len(logged["g/loss"].dropna()) == 2
     assert metrics["d/loss"] != pytest.approx(logged["d/loss"].dropna().iloc[-1])
+
+
+def test_lr_decay_lowers_both_rates_linearly_by_generator_iteration(train_config, tmp_path):
+    import pandas as pd
+
+    # One epoch of 8 batches = 8 generator iterations; rates held until iteration 2, linear to 0.25x at 6, then held.
+    cfg = train_config("model=gan", "model.lr_decay={start: 2, end: 6, final: 0.25}")
+    train(cfg)
+    ckpt = torch.load(tmp_path / "run/checkpoints/last.ckpt", weights_only=False)
+    for state, rate in zip(ckpt["optimizer_states"], (cfg.model.optimizer_g.lr, cfg.model.optimizer_d.lr), strict=True):
+        for group in state["param_groups"]:
+            assert group["lr"] == pytest.approx(0.25 * rate) and group["initial_lr"] == pytest.approx(rate)
+    logged = pd.read_csv(next((tmp_path / "run").rglob("metrics.csv")))["lr_factor"].dropna().tolist()
+    assert logged == pytest.approx([1.0, 1.0, 1.0, 0.8125, 0.625, 0.4375, 0.25, 0.25])
+    assert lr_factor(4, start=2, end=6, final=0.25) == pytest.approx(0.625)
+
+
+@pytest.mark.parametrize(
+    ("decay", "message"),
+    [
+        ("{start: 5, end: 2}", "0 <= start < end"),
+        ("{start: 1, stop: 2}", "model.lr_decay takes start, end"),
+    ],
+)
+def test_bad_lr_decay_is_refused_by_key(train_config, decay, message):
+    with pytest.raises(InstantiationException, match=message):  # hydra wraps the model's ValueError
+        train(train_config("model=gan", f"model.lr_decay={decay}"))

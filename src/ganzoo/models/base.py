@@ -54,9 +54,11 @@ class AdversarialModule(pl.LightningModule):
         tricks: Mapping[str, Trick] | None = None,
         compile: bool = False,
         channels_last: bool = False,
+        lr_decay: Mapping[str, float] | None = None,
     ) -> None:
         """``tricks``: name -> :class:`Trick`, applied in this order (``build_model`` makes them from ``cfg.trick``).
-        ``compile`` and ``channels_last``: speed options, applied when fitting starts (:meth:`on_fit_start`)."""
+        ``compile`` and ``channels_last``: speed options, applied when fitting starts (:meth:`on_fit_start`).
+        ``lr_decay``: ``{start, end, final}`` in generator iterations, see :func:`lr_factor`; None: constant."""
         super().__init__()
         for name, value in (("latent_dim", latent_dim), ("n_critic", n_critic), ("n_gen", n_gen)):
             if value < 1:
@@ -72,6 +74,7 @@ class AdversarialModule(pl.LightningModule):
         self.optimizer_g, self.optimizer_d = optimizer_g, optimizer_d
         self.grad_clip_g, self.grad_clip_d = grad_clip_g, grad_clip_d
         self.compile_nets, self.channels_last = compile, channels_last  # not self.compile: nn.Module's method
+        self.lr_decay = check_lr_decay(lr_decay)
         self.gen_step = 0  # generator iterations done
         self.disc_step = 0  # critic iterations done
         self.config: dict[str, Any] | None = None  # resolved build config, stored in checkpoints for sample.py
@@ -197,6 +200,9 @@ class AdversarialModule(pl.LightningModule):
     # ---- the one loop ------------------------------------------------------------------------------
     def training_step(self, batch: Any, batch_idx: int) -> None:
         opt_g, opt_d = self.optimizers()
+        factor = None if self.lr_decay is None else lr_factor(self.gen_step, **self.lr_decay)
+        if factor is not None:
+            scale_lr((opt_g, opt_d), factor)
         d_loss, d_terms = self._optimize(opt_d, lambda: self.discriminator_terms(batch), self.grad_clip_d)
         self.loss.after_d_step(self.discriminator)  # e.g. WGAN weight clipping, after the step
         for trick in self.tricks.values():
@@ -212,6 +218,8 @@ class AdversarialModule(pl.LightningModule):
             logs |= {"g/loss": g_loss} | {f"g/{k}": v for k, v in g_terms.items()}
         self.last_terms = logs  # every batch's detached losses and terms, for watchers (divergence guard)
         if self._logging_step():
+            if factor is not None:
+                self.log("lr_factor", factor, on_step=True, on_epoch=False)
             for name, value in logs.items():
                 self.log(name, value, prog_bar=name in ("d/loss", "g/loss"), on_step=True, on_epoch=False)
 
@@ -343,6 +351,38 @@ class AdversarialModule(pl.LightningModule):
             # Ranks must draw different noise: offset each rank's stream from the shared one.
             seed = int(torch.randint(0, 2**31 - 1, (1,)))
             torch.manual_seed(seed + self.global_rank)
+
+
+def check_lr_decay(decay: Mapping[str, float] | None) -> dict[str, float] | None:
+    """``model.lr_decay`` validated: None, or ``{start, end, final}`` with 0 <= start < end and final >= 0."""
+    if decay is None:
+        return None
+    keys = {"start", "end", "final"}
+    if set(decay) - keys or not {"start", "end"} <= set(decay):
+        raise ValueError(
+            f"model.lr_decay takes start, end (generator iterations) and optionally final (a factor), "
+            f"got {sorted(decay)}; e.g. model.lr_decay='{{start: 5000, end: 10000, final: 0.0}}'"
+        )
+    start, end, final = float(decay["start"]), float(decay["end"]), float(decay.get("final", 0.0))
+    if not 0 <= start < end or final < 0:
+        raise ValueError(f"model.lr_decay needs 0 <= start < end and final >= 0, got {start}, {end}, {final}")
+    return {"start": start, "end": end, "final": final}
+
+
+def lr_factor(step: int, start: float, end: float, final: float = 0.0) -> float:
+    """The learning-rate multiplier at generator iteration ``step``: 1 until ``start``, then linear to ``final``
+    at ``end``, and ``final`` after (Improved-GAN, WGAN-GP and the AAE decay their rates linearly). It is a
+    function of the checkpointed counter, so a resumed run continues the same schedule."""
+    progress = min(max((step - start) / (end - start), 0.0), 1.0)
+    return 1.0 + progress * (final - 1.0)
+
+
+def scale_lr(optimizers: Any, factor: float) -> None:
+    """Set every parameter group's lr to its configured rate (remembered as ``initial_lr``) times ``factor``."""
+    for opt in optimizers:
+        for group in getattr(opt, "optimizer", opt).param_groups:  # through Lightning's wrapper
+            group.setdefault("initial_lr", group["lr"])
+            group["lr"] = group["initial_lr"] * factor
 
 
 def is_final_batch(trainer: pl.Trainer) -> bool:
