@@ -147,6 +147,22 @@ def test_aae_encoder_gets_reconstruction_and_adversarial_gradients(batch):
     assert all(g is None for g in grads(aae.encoder) + grads(aae.generator))
 
 
+def test_aae_split_critic_judges_y_and_z_apart(batch):
+    aae = build("aae", "experiment=aae_semi", "model.split_critic=true", "model.labelled_batch_size=20")
+    d_y, d_z = aae.discriminator.parts
+    code = aae.encode(batch[0]).detach().requires_grad_(True)
+    scores = aae.discriminator(code)
+    assert scores.shape == (32, 2)
+    scores[:, 0].sum().backward()  # y's score reads y (the first 10 columns) and moves only y's D
+    assert code.grad[:, :10].abs().sum() > 0 and code.grad[:, 10:].abs().sum() == 0
+    assert moved(d_y) and not moved(d_z)
+    aae.zero_grad(set_to_none=True)
+    sum(aae.discriminator_terms(batch).values()).backward()
+    assert moved(d_y) and moved(d_z)  # the loss terms average both parts: each D learns
+    with pytest.raises(InstantiationException, match="split_critic=true .* needs model.prior=categorical"):
+        build("aae", "model.split_critic=true")
+
+
 def test_aae_priors():
     gaussian = build("aae").sample_latent(5000)
     assert gaussian.shape == (5000, 2) and abs(float(gaussian.std()) - 5.0) < 0.2
@@ -173,6 +189,7 @@ AAE_SETTINGS = {
     "mixture_supervised": ["model.prior=mixture", "model.mode=supervised"],
     "semi": ["experiment=aae_semi", "model.labelled_batch_size=20", "data.batch_size=32"],
     "cluster": ["experiment=aae_cluster", "data.batch_size=32"],
+    "semi_split": ["experiment=aae_semi", "model.split_critic=true", "model.labelled_batch_size=20"],
 }
 
 
@@ -191,7 +208,7 @@ def test_aae_trains_with_each_prior_and_mode(tmp_path, data_dir, batch, setting)
     if setting == "mixture_supervised":
         assert "style_latest.png" in figures
         assert model.reconstruct(batch[0][:4], batch[1][:4]).shape == (4, 1, 28, 28)
-    if setting == "semi":
+    if setting.startswith("semi"):
         assert "g/supervised" in metrics and model.labelled_index.numel() == 100
         logits = model.eval().encoder_outputs(batch[0])[0]
         assert torch.equal(model.classify(batch[0]), logits.argmax(1))
