@@ -71,6 +71,7 @@ def main() -> None:
     parser.add_argument("runs", nargs="+", type=Path)
     parser.add_argument("--ckpt", default="last.ckpt")
     parser.add_argument("--n", type=int, default=10000)
+    parser.add_argument("--results", type=Path, default=ROOT / "results.md", help="the file to write the section in")
     args = parser.parse_args()
     data_dir = os.environ.get("GANZOO_DATA_DIR", str(ROOT.parent / "data"))
     cache_dir = os.environ.get("GANZOO_CACHE_DIR", str(ROOT.parent / ".cache"))
@@ -90,7 +91,7 @@ def main() -> None:
         f"| {r['model']} | {r['what']} | {r['figure']} | {r['gen_step']} | {r['minutes']:.1f} | `{r['command']}` |"
         for r in rows
     ]
-    write_section("conditional", lines)
+    write_section("conditional", lines, args.results)
 
 
 if __name__ == "__main__":

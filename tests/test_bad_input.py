@@ -185,6 +185,7 @@ def test_every_shipped_config_passes_the_type_check(train_config):
         [],
         ["model=bigan", "loss=wgan_gp"],
         ["experiment=aae_semi"],
+        ["experiment=ssgan_mnist"],
         ["experiment=rcgan_waves"],
         ["experiment=adult_wgan_gp"],
         ["experiment=ring", "trick=[unrolled,ema]"],
