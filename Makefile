@@ -37,11 +37,13 @@ clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
 
 # Speed figures into bench/results.md (not a test: this machine is noisy; compare ratios within one run):
-# speed.py per model and loss, reference.py ours vs plain PyTorch loops (+ torch.compile, channels-last), metrics.py.
+# speed.py per model and loss (+ peak memory), reference.py ours vs plain PyTorch loops (+ torch.compile,
+# channels-last), metrics.py, sweep.py (basic launcher vs joblib).
 bench: install
 	$(PY) bench/speed.py
 	$(PY) bench/reference.py
 	$(PY) bench/metrics.py
+	$(PY) bench/sweep.py
 
 # Ours vs CTGAN on UCI Adult with the same wall-clock budget (issue 8): both quality reports and times side by side,
 # and a `tabular` section of bench/results.md. Options via ARGS, e.g. ARGS="--minutes 30" (bench/tabular.py -h).
