@@ -1,6 +1,6 @@
 """Training speed of each model on MNIST through the real config and Trainer; writes bench/results.md.
 
-    python bench/speed.py [--batches 120] [--warmup 20] [--models gan dcgan]
+    python bench/speed.py [--batches 120] [--warmup 20] [--models gan dcgan infogan] [--losses nonsaturating wgan_gp]
 
 One batch = one critic step + one generator step (n_critic=1), the default batch size and nets. Only
 the batches after the warm-up are timed. Ratios between rows come from one run on one machine. Each row runs in
