@@ -72,7 +72,7 @@ def test_nan_loss_stops_the_run_in_one_line_and_keeps_the_last_good_checkpoint(
     monkeypatch.delenv("GANZOO_TRACEBACK", raising=False)
     # Losses only (no weight scan): the NaN written after step 3 shows as a NaN d/loss in step 4's batch,
     # the batch a periodic checkpoint is due; the guard must stop the run before that checkpoint is written.
-    cfg = train_config(*TINY, "trainer.max_steps=16", "callbacks.divergence_guard.check_params_every_n_batches=null")
+    cfg = train_config(*TINY, "trainer.max_steps=16", "callbacks.divergence_guard.check_every_n_batches=null")
     with pytest.raises(SystemExit):
         report_user_errors(lambda c: train(c, [PoisonWeights(3)]), cfg)
     error = capsys.readouterr().err.strip().splitlines()
@@ -83,8 +83,23 @@ def test_nan_loss_stops_the_run_in_one_line_and_keeps_the_last_good_checkpoint(
     assert step_files(tmp_path / "run") == ["step_0000004.ckpt"]
 
 
+def test_guard_reads_the_losses_every_n_batches_and_misses_none(train_config):
+    # No checkpoint is due before step 100: the losses of batches 1-5 are read together at batch 5. The NaN
+    # written after step 2 shows from batch 3 on; the guard names it at step 5 and says since when.
+    cfg = train_config(
+        *TINY,
+        "trainer.max_steps=40",
+        "callbacks.checkpoint.every_n_gen_steps=100",
+        "callbacks.divergence_guard.check_every_n_batches=5",
+    )
+    with pytest.raises(
+        DivergenceError, match=r"generator step 5 .*: d/loss is nan \(non-finite since 2 batches earlier"
+    ):
+        train(cfg, [PoisonWeights(2)])
+
+
 def test_weight_scan_names_the_non_finite_parameter(train_config):
-    cfg = train_config(*TINY, "trainer.max_steps=16", "callbacks.divergence_guard.check_params_every_n_batches=1")
+    cfg = train_config(*TINY, "trainer.max_steps=16", "callbacks.divergence_guard.check_every_n_batches=1")
     with pytest.raises(DivergenceError, match=r"generator step 3 .*: weight generator\.\S+ is not finite"):
         train(cfg, [PoisonWeights(3, net="generator")])
 

@@ -82,16 +82,25 @@ class Checkpoint(ModelCheckpoint):
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: AdversarialModule, *args) -> None:
         if self._should_skip_saving_checkpoint(trainer):
             return
-        step = pl_module.gen_step
-        periodic = bool(self.every_n_gen_steps) and step > 0 and step % self.every_n_gen_steps == 0
-        periodic = periodic and pl_module.disc_step % pl_module.n_critic == 0  # only right after a G step
-        final = is_final_batch(trainer)
+        periodic, final = self._periodic(pl_module), is_final_batch(trainer)
         if periodic or final:
             candidates = self._monitor_candidates(trainer)
             # A monitored score (e.g. val/fid, also scored on the final batch) gets one last comparison.
             if periodic or (final and self.monitor is not None):
                 self._save_topk_checkpoint(trainer, candidates)
             self._save_last_checkpoint(trainer, candidates)
+
+    def saves_now(self, trainer: pl.Trainer, pl_module: AdversarialModule) -> bool:
+        """Whether this batch's ``on_train_batch_end`` writes a checkpoint (the divergence guard reads its
+        losses first)."""
+        return not self._should_skip_saving_checkpoint(trainer) and (
+            self._periodic(pl_module) or is_final_batch(trainer)
+        )
+
+    def _periodic(self, pl_module: AdversarialModule) -> bool:
+        step = pl_module.gen_step
+        periodic = bool(self.every_n_gen_steps) and step > 0 and step % self.every_n_gen_steps == 0
+        return periodic and pl_module.disc_step % pl_module.n_critic == 0  # only right after a G step
 
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
         """``save_on_exception=true`` must not save the diverged weights the guard stopped the run for."""

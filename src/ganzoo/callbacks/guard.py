@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 
 from ganzoo.losses import HingeLoss, LeastSquaresLoss, MinimaxLoss
-from ganzoo.models.base import AdversarialModule
+from ganzoo.models.base import AdversarialModule, is_final_batch
 
 log = logging.getLogger("ganzoo")
 
@@ -54,10 +54,13 @@ def first_non_finite(named: Iterable[tuple[str, Tensor | None]]) -> str | None:
 
 
 class DivergenceGuard(pl.Callback):
-    """After every batch: check the module's ``last_terms`` (losses and terms, one sync) for NaN/Inf; every
-    ``check_params_every_n_batches`` batches also the weights and gradients of both nets; and count batches
-    with ``d/loss < d_loss_floor`` (only for losses bounded below by 0: minimax, non-saturating, LSGAN, hinge).
-    ``patience`` such batches in a row is "D wins".
+    """Watch every batch's D and G losses for NaN/Inf and count batches with ``d/loss < d_loss_floor`` (only for
+    losses bounded below by 0: minimax, non-saturating, LSGAN, hinge); ``patience`` such batches in a row is
+    "D wins". Each batch's two losses stay on the device until they are read, all in one host sync: every
+    ``check_every_n_batches`` batches, on every batch a :class:`~ganzoo.callbacks.Checkpoint` saves at
+    (Lightning runs checkpoint callbacks after all others) and on the final batch. So no batch goes unchecked,
+    no diverged checkpoint is written, and the loop does not wait for the device on every step. Each read also
+    scans the weights and gradients of both nets.
 
     On detection the run stops with :class:`DivergenceError`, or, while ``rollback_retries`` are left, reloads
     the weights and optimizer states of the newest checkpoint written by a ``Checkpoint`` callback, multiplies
@@ -67,30 +70,29 @@ class DivergenceGuard(pl.Callback):
 
     def __init__(
         self,
-        check_params_every_n_batches: int | None = 50,
+        check_every_n_batches: int | None = 50,
         d_loss_floor: float | None = 1e-4,
         patience: int = 100,
         rollback_retries: int = 0,
         lr_factor: float = 0.5,
     ) -> None:
         key = "callbacks.divergence_guard"
-        if check_params_every_n_batches is not None and check_params_every_n_batches < 1:
-            raise ValueError(
-                f"{key}.check_params_every_n_batches must be >= 1 or null, got {check_params_every_n_batches}"
-            )
+        if check_every_n_batches is not None and check_every_n_batches < 1:
+            raise ValueError(f"{key}.check_every_n_batches must be >= 1 or null, got {check_every_n_batches}")
         if patience < 1:
             raise ValueError(f"{key}.patience must be >= 1, got {patience}")
         if rollback_retries < 0:
             raise ValueError(f"{key}.rollback_retries must be >= 0, got {rollback_retries}")
         if not 0 < lr_factor < 1:
             raise ValueError(f"{key}.lr_factor must be in (0, 1), got {lr_factor}")
-        self.check_params_every_n_batches = check_params_every_n_batches
+        self.check_every_n_batches = check_every_n_batches
         self.d_loss_floor, self.patience = d_loss_floor, patience
         self.rollback_retries, self.lr_factor = rollback_retries, lr_factor
         self.retries_used = 0
         self._batches = 0
         self._d_wins_streak = 0
         self._watch_d_wins = False
+        self._pending: list[Tensor] = []  # (d/loss, g/loss) of each batch since the last read, on the device
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: AdversarialModule) -> None:
         loss = getattr(pl_module, "loss", None)
@@ -98,23 +100,42 @@ class DivergenceGuard(pl.Callback):
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: AdversarialModule, *args) -> None:
         self._batches += 1
-        terms = _term_values(pl_module.last_terms)
-        problem = self._non_finite_term(terms) or self._non_finite_state(pl_module) or self._d_wins(terms)
+        terms = pl_module.last_terms
+        d_loss = terms["d/loss"]
+        self._pending.append(torch.stack([d_loss, terms.get("g/loss", d_loss)]).detach().float())
+        if not self._read_now(trainer, pl_module):
+            return
+        losses, self._pending = torch.stack(self._pending).tolist(), []
+        problem = self._non_finite_loss(losses, terms) or self._non_finite_state(pl_module) or self._d_wins(losses)
         if trainer.world_size > 1:  # every rank stops (or rolls back) together, or DDP would hang
             anywhere = trainer.strategy.reduce_boolean_decision(problem is not None, all=False)
             problem = problem or ("divergence detected on another rank" if anywhere else None)
         if problem is not None:
             self._handle(trainer, pl_module, problem)
 
+    def _read_now(self, trainer: pl.Trainer, pl_module: AdversarialModule) -> bool:
+        """Every ``check_every_n_batches`` batches, on the final batch and on every batch a checkpoint is saved
+        at: the same batches on every rank, so the all-reduce of the decision meets on all of them."""
+        every = self.check_every_n_batches
+        if (every is not None and self._batches % every == 0) or is_final_batch(trainer):
+            return True
+        return any(cb.saves_now(trainer, pl_module) for cb in trainer.callbacks if hasattr(cb, "saves_now"))
+
     # ---- the checks: each returns a description of the problem, or None ----------------------------------
     @staticmethod
-    def _non_finite_term(terms: dict[str, float]) -> str | None:
-        return next((f"{name} is {value}" for name, value in terms.items() if not math.isfinite(value)), None)
+    def _non_finite_loss(losses: list[list[float]], terms: dict[str, Tensor]) -> str | None:
+        """NaN/Inf in a batch's D or G loss (each the sum of its terms); named by this batch's first
+        non-finite term when it has one."""
+        bad = next((i for i, pair in enumerate(losses) if not all(map(math.isfinite, pair))), None)
+        if bad is None:
+            return None
+        values = _term_values(terms)
+        named = next((f"{name} is {value}" for name, value in values.items() if not math.isfinite(value)), None)
+        ago = len(losses) - 1 - bad
+        since = f" (non-finite since {ago} batch{'es' if ago > 1 else ''} earlier)" if ago else ""
+        return f"{named}{since}" if named else f"a loss was not finite{since}: (d, g) = {losses[bad]}"
 
     def _non_finite_state(self, pl_module: AdversarialModule) -> str | None:
-        every = self.check_params_every_n_batches
-        if every is None or self._batches % every:
-            return None
         params = list(pl_module.named_parameters())
         name = first_non_finite(params)
         if name is not None:
@@ -122,14 +143,15 @@ class DivergenceGuard(pl.Callback):
         name = first_non_finite((n, p.grad) for n, p in params)
         return None if name is None else f"gradient of {name} is not finite"
 
-    def _d_wins(self, terms: dict[str, float]) -> str | None:
-        d_loss = terms.get("d/loss")
-        if not self._watch_d_wins or d_loss is None:
+    def _d_wins(self, losses: list[list[float]]) -> str | None:
+        if not self._watch_d_wins:
             return None
-        self._d_wins_streak = self._d_wins_streak + 1 if d_loss < self.d_loss_floor else 0
-        if self._d_wins_streak < self.patience:
-            return None
-        return f"d/loss below {self.d_loss_floor:g} for {self.patience} batches in a row (D wins, G gets no signal)"
+        for d_loss, _ in losses:
+            self._d_wins_streak = self._d_wins_streak + 1 if d_loss < self.d_loss_floor else 0
+            if self._d_wins_streak >= self.patience:
+                floor, patience = self.d_loss_floor, self.patience
+                return f"d/loss below {floor:g} for {patience} batches in a row (D wins, G gets no signal)"
+        return None
 
     # ---- what happens on detection --------------------------------------------------------------------------
     def _handle(self, trainer: pl.Trainer, pl_module: AdversarialModule, problem: str) -> None:
@@ -156,6 +178,7 @@ class DivergenceGuard(pl.Callback):
             for group in optimizer.param_groups:
                 group["lr"] *= self.lr_factor
         self._d_wins_streak = 0
+        self._pending = []
 
     # ---- retries used survive a resume -----------------------------------------------------------------------
     def state_dict(self) -> dict[str, int]:
