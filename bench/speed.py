@@ -64,6 +64,7 @@ def bench_config(model: str, loss: str, batches: int, data_dir: str, out: Path, 
             "~callbacks.progress",
             "+trainer.enable_progress_bar=false",  # else Lightning adds its default bar, redrawn every batch
             "callbacks.samples.every_n_gen_steps=100000",
+            "callbacks.image_metrics.every_n_gen_steps=100000",  # scored apart (bench/metrics.py), not per step
             "trainer.enable_model_summary=false",
             f"trainer.max_steps={2 * batches}",
             *extra,

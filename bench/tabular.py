@@ -1,7 +1,9 @@
-"""Ours (experiment=adult_wgan_gp) against CTGAN (the ``ctgan`` package) on UCI Adult, on the same wall clock.
+"""Ours (experiment=adult_wgan_gp) against CTGAN (the ``ctgan`` package) on UCI Adult or diamonds, on the same
+wall clock.
 
     make bench-tabular                          # 10 minutes of training each (ARGS="--minutes 30" for more)
     python bench/tabular.py --minutes 1         # a smoke test
+    python bench/tabular.py --data diamonds     # the preset's settings on data=diamonds (section tabular_diamonds)
 
 Both learn the same training split (the data module's, train.yaml's seed 42) with the same discrete columns, and
 each gets ``--minutes`` of training loop; preprocessing (our encoder fit, CTGAN's DataTransformer) is timed apart.
@@ -41,6 +43,7 @@ from ganzoo.files import write_json  # noqa: E402
 from ganzoo.metrics.tabular import CHECKS, align, make_scorer, quality_report, real_parts, sample_table  # noqa: E402
 from ganzoo.pipeline import train  # noqa: E402
 
+DATASETS = {"adult": "UCI Adult", "diamonds": "diamonds"}  # data= presets with a target column, and their names
 Snapshot = tuple[float, int, pd.DataFrame]  # (seconds of training loop, iterations, sampled table)
 
 
@@ -74,6 +77,7 @@ def train_ours(args: argparse.Namespace, out: Path) -> tuple[list[Snapshot], dic
     cfg = compose_config(
         [
             "experiment=adult_wgan_gp",
+            f"data={args.data}",
             f"paths.data_dir={args.data_dir}",
             f"seed={args.seed}",
             "trainer.max_steps=-1",
@@ -160,13 +164,17 @@ def main() -> None:
     parser.add_argument("--snapshots", type=int, default=8, help="tables sampled during training, for time-to-quality")
     parser.add_argument("--seed", type=int, default=42, help="train.yaml's seed: it fixes the split and both models")
     parser.add_argument("--out", type=Path, default=ROOT / "outputs" / "bench_tabular")
-    parser.add_argument("--section", default="tabular", help="bench/results.md section to (re)write")
+    parser.add_argument("--data", choices=list(DATASETS), default="adult", help="the table (a data= preset)")
+    parser.add_argument("--section", help="bench/results.md section to (re)write (default: tabular[_diamonds])")
     args = parser.parse_args()
     args.data_dir = os.environ.get("GANZOO_DATA_DIR", str(ROOT / "data"))
+    args.section = args.section or ("tabular" if args.data == "adult" else f"tabular_{args.data}")
     args.out.mkdir(parents=True, exist_ok=True)
 
     # seed=: data.seed follows it, so the split is the one both models train on (train.yaml's seed)
-    eval_cfg = compose_config(["data=adult", f"paths.data_dir={args.data_dir}", f"seed={args.seed}"], args.out, "eval")
+    eval_cfg = compose_config(
+        [f"data={args.data}", f"paths.data_dir={args.data_dir}", f"seed={args.seed}"], args.out, "eval"
+    )
     parts, schema = real_parts(instantiate(eval_cfg.data))
     scorer = make_scorer(parts, schema, eval_cfg.table, seed=0)
     discrete = schema.of_kind(CATEGORICAL)
@@ -192,7 +200,7 @@ def main() -> None:
         write_json(args.out / f"{name}_metrics.json", reports[name] | {"run": runs[name], "curve": curves[name]})
 
     rows = side_by_side(reports, runs)
-    table = Table(title=f"UCI Adult, {args.minutes:g} min of training each ({reports['ours']['efficacy']})")
+    table = Table(title=f"{DATASETS[args.data]}, {args.minutes:g} min of training each ({reports['ours']['efficacy']})")
     for name in ("figure", "ours", "CTGAN", "real vs real", "target"):
         table.add_column(name, justify="left" if name == "figure" else "right")
     for row in rows:
@@ -200,10 +208,12 @@ def main() -> None:
     Console().print(table)
 
     lines = [
-        "## Tables: ours vs CTGAN on UCI Adult (issue 8)",
+        f"## Tables: ours vs CTGAN on {DATASETS[args.data]} (issue 8)",
         "",
-        f"`python bench/tabular.py --minutes {args.minutes:g} --n {args.n}` on {machine()}. Ours: "
-        "`experiment=adult_wgan_gp` with `trainer.max_time`; CTGAN: `ctgan.CTGAN()` defaults, the same training "
+        f"`python bench/tabular.py --minutes {args.minutes:g} --n {args.n}"
+        f"{'' if args.data == 'adult' else ' --data ' + args.data}` on {machine()}. Ours: "
+        f"`experiment=adult_wgan_gp{'' if args.data == 'adult' else ' data=' + args.data}` with `trainer.max_time`; "
+        "CTGAN: `ctgan.CTGAN()` defaults, the same training "
         f"split ({len(parts['train'])} rows) and discrete columns. Each report scores {args.n} generated rows "
         f"against {len(parts['reference'])} held-out rows; *real vs real* scores {len(parts['floor'])} other held-out "
         "rows. Quality score: the mean of column shapes and pair trends (SDMetrics' overall score); *time to CTGAN's "
