@@ -1,13 +1,16 @@
-"""The speed options every model takes: ``model.compile`` (torch.compile of the nets) and ``model.channels_last``."""
+"""The speed options every model takes (``model.compile``, ``model.channels_last``), and no host syncs in the loop."""
 
 from __future__ import annotations
 
 import math
 import shutil
+import traceback
+from collections import Counter
 
 import pytest
 import pytorch_lightning as pl
 import torch
+from torch.overrides import TorchFunctionMode
 
 from ganzoo.pipeline import train
 
@@ -53,3 +56,58 @@ def test_channels_last_conv_nets_train(train_config):
     assert probe.conv_formats and all(probe.conv_formats)
     assert probe.compiled == [False, False]
     assert all(math.isfinite(v) for v in metrics.values()), metrics
+
+
+class HostSyncs(TorchFunctionMode):
+    """Counts the tensor calls that wait for the device (``.item()``, ``.tolist()``, ``.cpu()``, ``float(t)``,
+    ...) made between the starts of batches ``first`` and ``last``, by the code that made them."""
+
+    SYNCS = frozenset({"item", "tolist", "cpu", "numpy", "__bool__", "__float__", "__int__"})
+
+    def __init__(self, first: int, last: int) -> None:
+        super().__init__()
+        self.first, self.last, self.counting, self.calls = first, last, False, Counter()
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        if self.counting and getattr(func, "__name__", "") in self.SYNCS:
+            ours = [f for f in traceback.extract_stack()[:-1] if "/torch/" not in f.filename]
+            self.calls[f"{func.__name__} at {ours[-1].filename}:{ours[-1].lineno}"] += 1
+        return func(*args, **(kwargs or {}))
+
+    def window(self) -> pl.Callback:
+        mode = self
+
+        class Window(pl.Callback):
+            def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+                mode.counting = mode.first <= batch_idx < mode.last
+
+        return Window()
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        ["model=gan"],
+        ["model=gan", "loss=wgan_gp"],
+        ["model=infogan", "model.generator.width=8", "model.discriminator.width=8", "model.generator.hidden=32"],
+    ],
+    ids=["gan", "wgan_gp", "infogan"],
+)
+def test_no_host_sync_between_logging_steps(train_config, overrides):
+    # The default callbacks (progress bar, divergence guard, checkpoints) on; batches 2-19 hold no logging step
+    # (every 50 optimizer steps = 25 batches), no checkpoint and no sample grid: nothing there may wait for the
+    # device, or a GPU would stall on every step.
+    syncs = HostSyncs(first=2, last=20)
+    cfg = train_config(
+        *overrides,
+        "data.limit=1280",
+        "data.batch_size=32",
+        "trainer.max_steps=60",
+        "trainer.log_every_n_steps=50",
+        "metrics=none",
+        "logger=csv",
+        fast=False,
+    )
+    with syncs:
+        train(cfg, extra_callbacks=[syncs.window()])
+    assert not syncs.calls, dict(syncs.calls)
