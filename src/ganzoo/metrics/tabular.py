@@ -600,8 +600,11 @@ def real_parts(datamodule: Any) -> tuple[dict[str, pd.DataFrame], Schema]:
     train_rows, test_rows = split_rows(len(table), datamodule.test_fraction, datamodule.seed)
     if len(test_rows) < 4:
         raise ValueError(f"the report needs held-out rows; data.test_fraction={datamodule.test_fraction} leaves none")
-    half = len(test_rows) // 2
-    parts = {"train": train_rows, "reference": test_rows[:half], "floor": test_rows[half:]}
+    # Halves of a seeded shuffle: test_rows is in file order, and a file sorted by a column (diamonds is sorted by
+    # price) cut in the middle would give two halves from different ranges of it, and every score a wrong floor.
+    shuffled = np.random.default_rng([datamodule.seed, 1]).permutation(test_rows)
+    half = len(shuffled) // 2
+    parts = {"train": train_rows, "reference": np.sort(shuffled[:half]), "floor": np.sort(shuffled[half:])}
     return {name: table.iloc[rows].reset_index(drop=True) for name, rows in parts.items()}, schema
 
 
