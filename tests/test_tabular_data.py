@@ -16,7 +16,7 @@ from hydra.utils import instantiate
 from ganzoo.data.idx import DataError
 from ganzoo.data.tabular import TabularDataModule
 from ganzoo.data.tabular_schema import infer_schema
-from ganzoo.data.tabular_transform import SOFTMAX, TANH, TableTransformer, pick
+from ganzoo.data.tabular_transform import SOFTMAX, TANH, ModeSpecificScaler, TableTransformer, pick
 
 ROWS = 2000  # a real subset: the round trips stay within a few seconds on two shared cores
 FAST = [f"data.limit={ROWS}", "data.gmm_max_rows=500"]
@@ -202,3 +202,15 @@ def test_sberbank_preset_loads_a_table_of_its_shape(tmp_path):
     pd.testing.assert_frame_equal(back, train, rtol=1e-9)
     assert back["timestamp"].dtype.kind == "M" and back["build_year"].isna().sum() == train["build_year"].isna().sum()
     assert len(module.held_out()) == 80 and list(module.held_out().columns) == list(train.columns)
+
+
+def test_an_outlier_gets_a_mode_of_its_own_instead_of_widening_the_bulk():
+    # diamonds' y: one 58.9 mm stone beside a bulk under 11 mm. The mixture, fit on a subsample without it, must
+    # not stretch the bulk's mode to reach it (that mode's generated values would then span -44 to 59).
+    rng = np.random.default_rng(0)
+    x = np.concatenate([rng.normal(5.7, 1.0, 20000), [58.9]])
+    scaler = ModeSpecificScaler(max_rows=500)
+    scaler.fit(x, rng)
+    assert scaler.stds.max() < 3.0
+    encoded = scaler.encode(x, rng)
+    assert np.allclose(scaler.decode(encoded, "argmax", rng), x)
