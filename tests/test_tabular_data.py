@@ -214,3 +214,19 @@ def test_an_outlier_gets_a_mode_of_its_own_instead_of_widening_the_bulk():
     assert scaler.stds.max() < 3.0
     encoded = scaler.encode(x, rng)
     assert np.allclose(scaler.decode(encoded, "argmax", rng), x)
+
+
+@pytest.mark.parametrize("encoding", ENCODINGS)
+def test_decoded_numbers_stay_in_the_training_range(tables, encoding):
+    # The generator's scalar at its extremes (-1 / +1 for tanh heads, far out for linear ones) on every row.
+    table = tables["diamonds"]
+    transformer = fit(table, encoding)
+    encoded = transformer.transform(table)
+    for extreme in (-1.0, 1.0):
+        pushed = encoded.copy()
+        for span in transformer.output_info:
+            if span.kind != SOFTMAX:
+                pushed[:, span.slice] = extreme * (1.0 if span.kind == TANH else 10.0)
+        back = transformer.inverse_transform(pushed)
+        for column in ("carat", "price", "y"):
+            assert back[column].min() >= table[column].min() and back[column].max() <= table[column].max(), column

@@ -13,6 +13,9 @@ Two deviations from the paper keep the encoding of the training data lossless: t
 subsample (``gmm_max_rows``) for speed, then training values farther than 4 sigma from every mode get modes
 of their own; and the mode is sampled only among modes within 4 sigma of the value, so no value is clipped.
 
+Decoded numbers are clipped to the column's training range, as SDV does by default: a mode's tails (4 sigma
+each way) reach past it, and a strictly positive column such as a price must not come back negative.
+
 Missing values: a numeric column gets a 2-way (observed, missing) softmax span and the training mean in
 its scalar slot, and is NaN again after decoding; a categorical column gets an explicit missing category.
 Decoding a softmax span *samples* from its probabilities by default: an argmax would never emit a
@@ -231,6 +234,7 @@ class ContinuousColumn:
         self.whole = pd.api.types.is_integer_dtype(self.dtype) or bool(np.all(raw == np.round(raw)))
         self.has_missing = bool(missing.any())
         self.fill = float(observed.mean())
+        self.low, self.high = float(raw.min()), float(raw.max())
         self.scaler.fit(observed, rng)
 
     def spans(self) -> list[tuple[str, int]]:
@@ -254,6 +258,8 @@ class ContinuousColumn:
         x = self.scaler.decode(block[:, :width], decode, rng)
         if self.log1p:
             x = np.expm1(x)
+        if hasattr(self, "low"):  # the training range (states written before 2026-12-05 lack it)
+            x = np.clip(x, self.low, self.high)
         if self.whole:
             x = np.round(x)
         if self.has_missing:
