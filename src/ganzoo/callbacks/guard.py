@@ -101,6 +101,8 @@ class DivergenceGuard(pl.Callback):
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: AdversarialModule, *args) -> None:
         self._batches += 1
         terms = pl_module.last_terms
+        if "d/loss" not in terms:  # no training step ran in this batch
+            return
         d_loss = terms["d/loss"]
         self._pending.append(torch.stack([d_loss, terms.get("g/loss", d_loss)]).detach().float())
         if not self._read_now(trainer, pl_module):

@@ -600,8 +600,8 @@ def real_parts(datamodule: Any) -> tuple[dict[str, pd.DataFrame], Schema]:
     train_rows, test_rows = split_rows(len(table), datamodule.test_fraction, datamodule.seed)
     if len(test_rows) < 4:
         raise ValueError(f"the report needs held-out rows; data.test_fraction={datamodule.test_fraction} leaves none")
-    # Halves of a seeded shuffle: test_rows is in file order, and a file sorted by a column (diamonds is sorted by
-    # price) cut in the middle would give two halves from different ranges of it, and every score a wrong floor.
+    # Halves of a seeded shuffle: test_rows is in file order, and a file sorted by a column (diamonds runs in
+    # price-sorted blocks) cut in the middle gives two halves from different ranges of it, and a wrong floor.
     shuffled = np.random.default_rng([datamodule.seed, 1]).permutation(test_rows)
     half = len(shuffled) // 2
     parts = {"train": train_rows, "reference": np.sort(shuffled[:half]), "floor": np.sort(shuffled[half:])}
