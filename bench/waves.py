@@ -31,7 +31,10 @@ from report import machine, write_section  # noqa: E402
 
 from ganzoo.metrics.sequence import report_rows  # noqa: E402
 
-CKPT = "<run dir>/checkpoints/last.ckpt"
+CKPT = "<run dir>/checkpoints/<best_waves|last>.ckpt"
+# Scored checkpoints: the run's lowest val/ks_worst (conf/metrics/sequence.yaml: chosen on a validation draw,
+# never on the test split scored here) and its last one.
+CHECKPOINTS = {"best": "best_waves", "last": "last"}
 
 
 def run(command: list[str], threads: int) -> None:
@@ -44,7 +47,7 @@ def run(command: list[str], threads: int) -> None:
 def train_and_score(args: argparse.Namespace) -> None:
     """Train one run for ``args.minutes`` and score its last checkpoint: ``<run dir>/checkpoints/metrics.json``
     and the sweep figures beside it."""
-    run_dir = args.out / f"rcgan_{args.loss}"
+    run_dir = args.out / f"rcgan_{args.loss}{'_' + args.tag if args.tag else ''}"
     shutil.rmtree(run_dir, ignore_errors=True)
     hours, minutes = divmod(args.minutes, 60)
     train = [
@@ -67,7 +70,11 @@ def train_and_score(args: argparse.Namespace) -> None:
         f"sequence.test_per_class={args.test_per_class}",
         *args.eval_set,
     ]
-    run([evaluate[0], f"ckpt_path={run_dir / 'checkpoints' / 'last.ckpt'}", *evaluate[2:]], args.threads)
+    for which in CHECKPOINTS:
+        path = run_dir / "checkpoints" / f"{CHECKPOINTS[which]}.ckpt"
+        if path.exists():  # best_waves.ckpt: only with the sequence metrics callback (metrics=sequence)
+            out = f"out={path.with_name(f'metrics_{which}.json')}"
+            run([evaluate[0], f"ckpt_path={path}", *evaluate[2:], out], args.threads)
     commands = {
         "bench": "python bench/waves.py " + " ".join(sys.argv[1:]),
         "train": "python " + " ".join(train[:-1]),  # without this machine's run dir
@@ -79,11 +86,20 @@ def train_and_score(args: argparse.Namespace) -> None:
 def write_report(out: Path) -> None:
     """The 'waves' section: metric rows (target, real floor, then one column per finished run) and, per run,
     its training facts and commands."""
-    runs = sorted(path.parents[1] for path in out.glob("rcgan_*/checkpoints/metrics.json"))
-    if not runs:
-        raise SystemExit(f"no finished runs under {out} (rcgan_<loss>/checkpoints/metrics.json)")
-    reports = [json.loads((run / "checkpoints" / "metrics.json").read_text()) for run in runs]
-    names = [run.name.removeprefix("rcgan_") for run in runs]
+    scored = [
+        (run, which)
+        for run in sorted(out.glob("rcgan_*"))
+        for which in CHECKPOINTS
+        if (run / "checkpoints" / f"metrics_{which}.json").exists()
+    ]
+    if not scored:
+        raise SystemExit(f"no finished runs under {out} (rcgan_<loss>/checkpoints/metrics_<best|last>.json)")
+    reports = [json.loads((run / "checkpoints" / f"metrics_{which}.json").read_text()) for run, which in scored]
+    names = [
+        f"{run.name.removeprefix('rcgan_')}, {which} (G step {report['gen_step']})"
+        for (run, which), report in zip(scored, reports, strict=True)
+    ]
+    runs = list(dict.fromkeys(run for run, _ in scored))
     rows = [[[cell.replace("|", "\\|") for cell in row] for row in report_rows(r)] for r in reports]  # for Markdown
     columns = [{label: f"{value} {mark}".strip() for label, value, _, _, mark in run_rows} for run_rows in rows]
     first = reports[0]
@@ -91,7 +107,10 @@ def write_report(out: Path) -> None:
         "## Time series: RCGAN on the waves set (issue 7 targets)",
         "",
         f"`python bench/waves.py` on {machine()}. Each run: `experiment=rcgan_waves` for a wall-clock budget, "
-        f"then `src/evaluate.py` on its last checkpoint: {first['n']} class-balanced samples against "
+        "then `src/evaluate.py` on two of its checkpoints: *best*, the lowest `val/ks_worst` (the worst class's "
+        "frequency or amplitude KS, scored during training against a redrawn validation split, never the test "
+        "data scored here) and *last*. Each: "
+        f"{first['n']} class-balanced samples against "
         f"{first['n_reference']} held-out real waves (the test split redrawn larger, never trained on); "
         f"real floor: {first.get('n_floor', 0)} real training waves against the same reference. "
         "pass / FAIL: the samples against the issue's target.",
@@ -102,7 +121,9 @@ def write_report(out: Path) -> None:
     for label, _, floor, goal, _ in rows[0]:
         lines.append(f"| {label} | {goal} | {floor} | " + " | ".join(c.get(label, "") for c in columns) + " |")
     lines.append("")
-    for name, run, report in zip(names, runs, reports, strict=True):
+    for run in runs:
+        report = reports[[r for r, _ in scored].index(run)]
+        name = run.name.removeprefix("rcgan_")
         summary = json.loads((run / "run_summary.json").read_text())
         commands = json.loads((run / "bench_commands.json").read_text())
         lines.append(
@@ -110,7 +131,7 @@ def write_report(out: Path) -> None:
             f"iterations in {summary['seconds'] / 60:.1f} training minutes of `{commands['train']}`, then "
             f"`{commands['evaluate']}`. Sweep: latent {report['sweep'].get('latent', '-')}, grid "
             f"{report['sweep'].get('grid', '-')}. Figures: `<run dir>/samples/latest.png`, "
-            f"`<run dir>/checkpoints/metrics_sweep_<class>.png`."
+            f"`<run dir>/checkpoints/metrics_<best|last>_sweep_<class>.png`."
         )
     write_section("waves", lines)
 
@@ -120,6 +141,7 @@ def main() -> None:
     parser.add_argument("--minutes", type=int, default=20, help="training wall-clock budget")
     parser.add_argument("--loss", default="nonsaturating", help="a conf/loss name, e.g. wgan_gp")
     parser.add_argument("--out", type=Path, default=ROOT.parent / "outputs" / "bench_waves")
+    parser.add_argument("--tag", default="", help="run dir rcgan_<loss>_<tag>: runs that differ by --set only")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--test-per-class", type=int, default=1000)
     parser.add_argument("--set", nargs="*", default=[], help="extra train.py overrides")

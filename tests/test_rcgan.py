@@ -3,6 +3,7 @@ the progress figure, the latent sweep, and (slow) conditional quality by TSTR.""
 
 from __future__ import annotations
 
+import csv
 import math
 
 import numpy as np
@@ -14,7 +15,13 @@ from PIL import Image
 from ganzoo.callbacks.plots import latent_sweep, sweep_figure
 from ganzoo.data.waves import make_waves
 from ganzoo.losses import NonSaturatingLoss
-from ganzoo.metrics.sequence import sweep_smoothness, train_classifier, tstr_trts
+from ganzoo.metrics.sequence import (
+    distribution_distances,
+    generate_balanced,
+    sweep_smoothness,
+    train_classifier,
+    tstr_trts,
+)
 from ganzoo.models.rcgan import RCGAN, RGAN, CriticLSTM
 from ganzoo.nets.recurrent import LSTMGenerator
 from ganzoo.pipeline import build_model, build_trainer
@@ -185,3 +192,34 @@ def test_sample_cli_writes_labelled_sequences(train_config, tmp_path):
         assert saved["sequences"].shape == (20, 30, 1) and saved["sequences"].dtype == np.float32
         assert set(saved["labels"].tolist()) <= {0, 1} and len(saved["labels"]) == 20
     assert Image.open(out.with_suffix(".png")).size[0] > 100
+
+
+def test_sequence_metrics_are_logged_and_the_best_checkpoint_kept(train_config, tmp_path):
+    """data=waves selects metrics=sequence: val/* distances against the validation split redrawn larger, and
+    best_waves.ckpt holds the generator of the lowest val/ks_worst."""
+    cfg = train_config(
+        *TINY,
+        "model=rcgan",
+        "trainer.max_steps=12",
+        "trainer.max_epochs=3",
+        "callbacks.sequence_metrics.every_n_gen_steps=2",
+        "callbacks.sequence_metrics.n_samples=200",
+        "callbacks.sequence_metrics.reference_per_class=100",
+        fast=False,
+    )
+    model, metrics, _ = fit(cfg)
+    with open(tmp_path / "run/csv/metrics.csv") as f:
+        rows = [row for row in csv.DictReader(f) if row.get("val/ks_worst")]
+    assert [int(row["step"]) // 2 for row in rows] == [2, 4, 6]  # global steps: one critic + one G step each
+    for row in rows:
+        per_class = [float(row[f"val/ks_{q}_{c}"]) for q in ("freq", "amp") for c in ("sine", "sawtooth")]
+        assert float(row["val/ks_worst"]) == max(per_class)
+    # The last scores are the final generator's samples against data.redraw('val', 100), not the test split.
+    datamodule = instantiate(cfg.data)
+    fake, labels = generate_balanced(model, 200, 0, 200)
+    expected = distribution_distances(*datamodule.redraw("val", 100).tensors, fake, labels, max_n=1000)
+    assert metrics["val/mmd2"] == pytest.approx(expected["mmd2/all"], rel=1e-5)
+    assert metrics["val/ks_freq_sawtooth"] == pytest.approx(expected["ks_freq/sawtooth"])
+    best = min(rows, key=lambda row: float(row["val/ks_worst"]))
+    stored = torch.load(tmp_path / "run/checkpoints/best_waves.ckpt", map_location="cpu", weights_only=False)
+    assert stored["ganzoo"]["gen_step"] == int(best["step"]) // 2

@@ -9,11 +9,14 @@ import pytest
 import torch
 from scipy.stats import ks_2samp
 
-from ganzoo.data.waves import make_waves, sawtooth
+from ganzoo.data.waves import DEFAULT_SHAPES, make_waves, sawtooth
 from ganzoo.metrics.sequence import (
+    attribute_directions,
     discriminative_score,
+    distribution_distances,
     estimate_freq_amp,
     fundamental_ratio,
+    grid_smoothness,
     mmd2_rbf,
     real_floor,
     sweep_smoothness,
@@ -99,3 +102,55 @@ def test_real_floor_reports_every_metric_deterministically(real):
         f"{m}/{g}" for m in ("mmd2", "mmd2_bandwidths", "ks_freq", "ks_amp") for g in ("all", "sine", "sawtooth")
     }
     assert set(first) == expected
+
+
+def test_distribution_distances_per_class_and_unlabelled(real, same):
+    x, y, _ = real
+    other_x, other_y, _ = same
+    labelled = distribution_distances(x, y, other_x, other_y, seed=0)
+    groups = {key.split("/")[1] for key in labelled}
+    assert groups == {"all", "sine", "sawtooth"}
+    assert max(labelled[f"ks_{q}/{g}"] for q in ("freq", "amp") for g in groups) < 0.2  # the same distribution
+    # A generator that draws every sawtooth at 1-2 cycles: its class's frequency KS shows it, the sine's does not.
+    slow, _, _ = make_waves(200, freq_range=(1.0, 2.0), seed=11)
+    fake = torch.cat([other_x[other_y == 0], slow[200:]])
+    collapsed = distribution_distances(x, y, fake, torch.arange(400) // 200, seed=0)
+    assert collapsed["ks_freq/sawtooth"] > 0.5 > 0.2 > collapsed["ks_freq/sine"]
+    unlabelled = distribution_distances(x, y, other_x, None, seed=0)
+    assert set(unlabelled) == {"mmd2/all", "mmd2_bandwidths/all", "ks_freq/all", "ks_amp/all"}
+    assert unlabelled["ks_freq/all"] < 0.2
+
+
+class KnownWaves(torch.nn.Module):
+    """A stand-in generator whose factors are known: a per-sequence latent z (5-d) sets the sine's frequency
+    by z . u and its amplitude by z . v (u, v fixed unit vectors, neither along a coordinate axis)."""
+
+    num_classes, latent = 2, "per_sequence"
+
+    def __init__(self) -> None:
+        super().__init__()
+        gen = torch.Generator().manual_seed(5)
+        self.u, self.v = torch.linalg.qr(torch.randn(5, 2, generator=gen))[0].T
+        self.device = torch.device("cpu")
+
+    def sample_latent(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        return torch.randn(n, 1, 5, generator=generator).expand(n, 30, 5)
+
+    def sample(self, latent: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
+        z = latent[:, 0]
+        freq, amp = 3.0 + 0.5 * z @ self.u, 0.5 + 0.15 * (z @ self.v).tanh()
+        t = torch.arange(30) / 30
+        return (amp[:, None] * torch.sin(2 * math.pi * freq[:, None] * t)).unsqueeze(-1)
+
+
+def test_attribute_plane_finds_the_frequency_and_amplitude_directions(real):
+    from ganzoo.callbacks.plots import latent_sweep
+
+    model, classifier = KnownWaves(), train_classifier(*real[:2], steps=100)
+    directions = attribute_directions(model, 0, classifier, DEFAULT_SHAPES, n=500)
+    cosines = torch.nn.functional.cosine_similarity(directions, torch.stack([model.u, model.v]), dim=1)
+    assert cosines.min() > 0.95, cosines
+    along = grid_smoothness(*latent_sweep(model, 0, 5, 2.0, 0, directions), classifier)
+    assert along["rho_freq"] > 0.95 and along["rho_amp"] > 0.95
+    # frequency 3 + 0.5 a over a in [-2, 2]: the per-sequence vector itself moves by a (not a / sqrt(T))
+    assert along["freq_span"] == pytest.approx(2.0, abs=0.1)

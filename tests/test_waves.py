@@ -92,3 +92,33 @@ def test_double_backward_through_both_nets(per_step):
         grads = [p.grad for p in net.lstm.parameters()]
         assert all(g is not None and torch.isfinite(g).all() for g in grads)
         assert sum(g.abs().sum() for g in grads) > 0
+
+
+def test_redraw_is_the_split_at_another_size_and_leaves_the_split_alone():
+    dm = WavesDataModule(n_per_class=100, val_fraction=0.1, test_fraction=0.1, batch_size=16, seed=3)
+    val = dm.dataset("val").tensors
+    same = dm.redraw("val", dm.sizes["val"]).tensors
+    assert all(torch.equal(a, b) for a, b in zip(val, same, strict=True))  # the split's own child seed
+    larger = dm.redraw("val", 500).tensors
+    assert larger[0].shape == (1000, 30, 1) and torch.equal(larger[1].bincount(), torch.tensor([500, 500]))
+    assert not torch.equal(dm.redraw("test", 500).tensors[0], larger[0])  # splits stay independent
+    assert torch.equal(dm.dataset("val").tensors[0], val[0]) and len(dm.params["val"]["freq"]) == 20
+    with pytest.raises(ValueError, match="split must be one of"):
+        dm.redraw("validation", 10)
+
+
+@pytest.mark.parametrize("per_step", [True, False])
+def test_bidirectional_critic_scores_see_the_whole_sequence(per_step):
+    """The forward LSTM's first score cannot depend on later steps; the bidirectional critic's does."""
+    torch.manual_seed(0)
+    x, labels = torch.randn(2, 30, 1, requires_grad=True), torch.tensor([0, 1])
+    for bidirectional in (False, True):
+        critic = LSTMDiscriminator(hidden=8, num_classes=2, per_step=per_step, bidirectional=bidirectional)
+        scores = critic(x, labels)
+        assert scores.shape == ((2, 30) if per_step else (2,))
+        first = scores[:, 0] if per_step else scores
+        (grad,) = torch.autograd.grad(first.sum(), x)
+        late, early = grad[:, -1].abs().sum(), grad[:, 0].abs().sum()
+        # Per-step, the forward LSTM's step-0 score reads x_0 only; a per-sequence score reads every step.
+        sees_late, sees_early = late > 0, early > 0
+        assert (sees_late, sees_early) == ((bidirectional, True) if per_step else (True, True))

@@ -7,14 +7,14 @@ Logged through ``pl_module.log`` on every rank with the same values (and sent on
 from __future__ import annotations
 
 import logging
-import time
 from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
 
+from ganzoo.callbacks.samples import PeriodicScorer, log_scores
 from ganzoo.metrics.image import FeatureSpace, feature_space
-from ganzoo.models.base import AdversarialModule, is_final_batch
+from ganzoo.models.base import AdversarialModule
 
 log = logging.getLogger("ganzoo")
 
@@ -22,7 +22,7 @@ log = logging.getLogger("ganzoo")
 LOGGED = ("fid", "kid", "is", "precision", "recall", "class_entropy", "classes_below_1pct", "label_accuracy")
 
 
-class ImageMetrics(pl.Callback):
+class ImageMetrics(PeriodicScorer):
     """Every ``every_n_gen_steps`` generator iterations and on the run's last batch, score ``n_samples``
     samples in the evaluator's feature space against the test split (see ``ganzoo.metrics.image``) and log
     them as ``val/<metric>``, with ``val/fid_floor``: the FID of ``n_samples`` real training images, what a
@@ -54,7 +54,6 @@ class ImageMetrics(pl.Callback):
         self.kid_subsets, self.seed = kid_subsets, seed
         self.dataset, self.data_dir, self.cache_dir = dataset, data_dir, cache_dir
         self._space: FeatureSpace | None = None
-        self._last_scored = -1
         self._floor_fid = float("nan")
         self.seconds = 0.0  # spent scoring (the first call's evaluator/reference setup is in on_fit_start)
 
@@ -75,22 +74,11 @@ class ImageMetrics(pl.Callback):
         return feature_space(dataset, data_dir, Path(cache_dir), kid_subsets=self.kid_subsets)
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: AdversarialModule, *args) -> None:
-        step = pl_module.gen_step
-        due = (step > 0 and step % self.every_n_gen_steps == 0) or is_final_batch(trainer)
-        if due and step != self._last_scored:
-            self._last_scored = step
-            started = time.perf_counter()
-            scores = self._score(pl_module) if trainer.is_global_zero else None
-            scores = trainer.strategy.broadcast(scores, src=0)
-            self.seconds += time.perf_counter() - started
+        scores = self.scores_due(trainer, pl_module, lambda: self._score(pl_module))
+        if scores is not None:
             logged = {f"val/{name}": float(scores[name]) for name in LOGGED if name in scores}
             logged["val/fid_floor"] = float(trainer.strategy.broadcast(self._floor_fid, src=0))
-            # pl_module.log puts them where ModelCheckpoint(monitor=...) looks, on every rank; the loggers get
-            # them once, straight: Lightning would repeat a callback's step value at every later logging step.
-            for name, value in logged.items():
-                pl_module.log(name, value, on_step=True, on_epoch=False, logger=False)
-            for logger in trainer.loggers:
-                logger.log_metrics(logged | {"time/image_metrics_s": self.seconds}, step=trainer.global_step)
+            log_scores(trainer, pl_module, logged | {"time/image_metrics_s": self.seconds})
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: AdversarialModule) -> None:
         log.info("image metrics: %.1f s of scoring in this run (time/image_metrics_s)", self.seconds)

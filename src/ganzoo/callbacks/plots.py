@@ -108,31 +108,42 @@ def progress_figure(trainer: pl.Trainer, pl_module: AdversarialModule, fake: Ten
     )
 
 
-def _sweep_plane(base: Tensor, generator: torch.Generator) -> Tensor:
+def _sweep_plane(base: Tensor, generator: torch.Generator, directions: Tensor | None = None) -> Tensor:
     """Two orthonormal directions (2, *base.shape) of a latent shaped like ``base``, each of unit norm over the
-    whole latent. For a per-step latent (T, D) they are time-constant: one D-vector at every step, scaled by
-    1/sqrt(T): frequency and amplitude belong to the whole sequence, and a direction that moves every step's
-    noise alike is the plainest "global" direction of a per-step latent."""
+    whole latent: ``directions`` (2, width) orthonormalised (the first kept as it points, the second made
+    orthogonal to it), or a seeded random pair. For a per-step latent (T, D) they are time-constant: one
+    D-vector at every step, scaled by 1/sqrt(T): frequency and amplitude belong to the whole sequence, and a
+    direction that moves every step's noise alike is the plainest "global" direction of a per-step latent."""
     width = base.shape[-1]
     if width < 2:
         raise ValueError(f"a 2-D latent sweep needs at least 2 latent features (per step), got {width}")
-    basis = torch.linalg.qr(torch.randn(width, 2, generator=generator))[0].T  # (2, width), orthonormal rows
+    if directions is None:
+        directions = torch.randn(width, 2, generator=generator).T  # the draws of earlier releases
+    elif directions.shape != (2, width):
+        raise ValueError(f"sweep directions must be (2, {width}), got {tuple(directions.shape)}")
+    basis = torch.linalg.qr(directions.T.double().cpu())[0].T.float()  # (2, width), orthonormal rows
     steps = base.shape[0] if base.dim() == 2 else 1
     return basis[:, None, :].expand(2, steps, width).reshape(2, *base.shape) / steps**0.5
 
 
 @torch.no_grad()
 def latent_sweep(
-    model: AdversarialModule, label: int | None, steps: int = 7, span: float = 2.0, seed: int = 0
+    model: AdversarialModule,
+    label: int | None,
+    steps: int = 7,
+    span: float = 2.0,
+    seed: int = 0,
+    directions: Tensor | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Generated sequences on a ``steps`` x ``steps`` grid of a 2-D normal latent (a, b) embedded in the
     model's latent, at class ``label`` (None for unconditional models).
 
     The latent at (a, b) is z = z_rest + a * e1 + b * e2: e1, e2 are the orthonormal directions of
-    :func:`_sweep_plane` and z_rest a seeded N(0, I) draw with its components along e1 and e2 removed. So
-    (a, b) are exactly the standard-normal coordinates of the latent in that plane and every grid point,
-    a, b in linspace(-span, span, steps), is a typical latent of training (within ``span`` sigma), not a
-    point off the distribution G was trained on.
+    :func:`_sweep_plane` (from ``directions`` (2, latent features per step), e.g. the ones that move frequency
+    and amplitude most, else a seeded random plane) and z_rest a seeded N(0, I) draw with its components along
+    e1 and e2 removed. So (a, b) are exactly the standard-normal coordinates of the latent in that plane and
+    every grid point, a, b in linspace(-span, span, steps), is a typical latent of training (within ``span``
+    sigma), not a point off the distribution G was trained on.
 
     Returns sequences (steps * steps, T, C) in row-major order (row = a, column = b) and their grid
     positions (steps * steps, 2) as (a, b). One row or column, e.g. ``sequences[positions[:, 0] == 0]``
@@ -142,12 +153,19 @@ def latent_sweep(
         raise ValueError(f"need steps >= 2 and span > 0, got {steps} and {span}")
     gen = torch.Generator().manual_seed(seed)
     base = model.sample_latent(1, generator=gen)[0].cpu()
-    plane = _sweep_plane(base, gen)
+    # A per-sequence latent (one N(0, I) vector repeated at every step) is swept as that vector: moving every
+    # step by a * e1 moves its standard-normal coordinate by a (the per-step plane's 1 / sqrt(T) would not).
+    seq_len = base.shape[0] if getattr(model, "latent", None) == "per_sequence" else None
+    if seq_len is not None:
+        base = base[0]
+    plane = _sweep_plane(base, gen, directions)
     flat = plane.flatten(1)
     rest = (base.flatten() - (flat @ base.flatten()) @ flat).view_as(base)  # no components along e1, e2
     offsets = span * (2 * torch.arange(steps) / (steps - 1) - 1)  # linspace, but with an exact 0 in the middle
     positions = torch.cartesian_prod(offsets, offsets)
     latents = rest + (positions @ flat).view(len(positions), *base.shape)  # + a * e1 + b * e2
+    if seq_len is not None:
+        latents = latents[:, None].expand(len(latents), seq_len, *base.shape).contiguous()
     cond = None if label is None else torch.full((len(latents),), label, dtype=torch.int64)
     return model.sample(latent=latents.to(model.device), cond=cond), positions
 

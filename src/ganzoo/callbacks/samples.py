@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytorch_lightning as pl
@@ -11,7 +13,7 @@ from pytorch_lightning.loggers import TensorBoardLogger, WandbLogger
 from torchvision.utils import make_grid, save_image
 
 from ganzoo.callbacks.plots import progress_figure
-from ganzoo.models.base import AdversarialModule
+from ganzoo.models.base import AdversarialModule, is_final_batch
 
 
 def image_grid(images: torch.Tensor, nrow: int | None = None) -> torch.Tensor:
@@ -61,6 +63,40 @@ class SampleGrid(pl.Callback):
         path = save_png(grid, self.dirpath / f"gen_{pl_module.gen_step:07d}.png")
         save_png(grid, self.dirpath / "latest.png")
         log_image(trainer, "samples", grid, path, pl_module.gen_step)
+
+
+class PeriodicScorer(pl.Callback):
+    """Base of the metric callbacks: scores due every ``every_n_gen_steps`` generator iterations and on the
+    run's last batch (once per generator step), computed on rank 0 and broadcast, so every rank logs the same
+    values; ``seconds`` adds up the time spent scoring."""
+
+    every_n_gen_steps: int
+    _last_scored: int = -1
+    seconds: float = 0.0
+
+    def scores_due(
+        self, trainer: pl.Trainer, pl_module: AdversarialModule, score: Callable[[], dict[str, float]]
+    ) -> dict[str, float] | None:
+        """``score()``'s result (rank 0's, on every rank) when scores are due at this batch, else None."""
+        step = pl_module.gen_step
+        due = (step > 0 and step % self.every_n_gen_steps == 0) or is_final_batch(trainer)
+        if not due or step == self._last_scored:
+            return None
+        self._last_scored = step
+        started = time.perf_counter()
+        scores = trainer.strategy.broadcast(score() if trainer.is_global_zero else None, src=0)
+        self.seconds += time.perf_counter() - started
+        return scores
+
+
+def log_scores(trainer: pl.Trainer, pl_module: pl.LightningModule, logged: dict[str, float]) -> None:
+    """A metric callback's ``val/*`` scores, the same on every rank: ``pl_module.log`` makes them callback
+    metrics (what ``Checkpoint(monitor=...)`` reads and ``train()`` returns); the loggers get them once,
+    directly, at this step (logged through Lightning, a callback's value would repeat at every later step)."""
+    for name, value in logged.items():
+        pl_module.log(name, value, on_step=True, on_epoch=False, logger=False)
+    for logger in trainer.loggers:
+        logger.log_metrics(logged, step=trainer.global_step)
 
 
 def log_image(trainer: pl.Trainer, key: str, grid: torch.Tensor, path: Path, step: int) -> None:

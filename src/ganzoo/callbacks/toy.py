@@ -33,11 +33,11 @@ from matplotlib.patches import Circle
 from torch import Tensor
 
 from ganzoo.callbacks.plots import figure_to_tensor
-from ganzoo.callbacks.samples import log_image, save_png
+from ganzoo.callbacks.samples import PeriodicScorer, log_image, log_scores, save_png
 from ganzoo.data.toy import CurvesDataModule, MixtureDataModule
 from ganzoo.files import atomic_write, write_json
 from ganzoo.metrics.toy import curve_bounds, curve_metrics, fit_a, mode_metrics
-from ganzoo.models.base import AdversarialModule, is_final_batch
+from ganzoo.models.base import AdversarialModule
 
 N_DOTS = 500  # samples drawn as dots over the histogram: enough to see stragglers, few enough to see the density
 
@@ -139,7 +139,7 @@ def toy_figure(datamodule: Any, samples: np.ndarray, history: list[dict[str, flo
 # --- the callback ------------------------------------------------------------------------------------------
 
 
-class ToyMetrics(pl.Callback):
+class ToyMetrics(PeriodicScorer):
     """Score, log and plot samples of a toy data set every ``every_n_gen_steps`` generator iterations.
 
     The samples come from a fixed latent seed drawn in a forked RNG: consecutive scores compare the same
@@ -170,7 +170,6 @@ class ToyMetrics(pl.Callback):
         self.metric_kwargs = {"n_std": n_std, "min_fraction": min_fraction, "tolerance": tolerance}
         self.plot = plot
         self.history: list[dict[str, float]] = []  # one entry per scoring: gen_step, d_real, d_fake, metrics
-        self._last_scored = -1
         self._started = 0.0
         self._samples: np.ndarray | None = None
 
@@ -191,20 +190,10 @@ class ToyMetrics(pl.Callback):
         self._started = time.perf_counter()
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: AdversarialModule, *args: Any) -> None:
-        step = pl_module.gen_step
-        due = (step > 0 and step % self.every_n_gen_steps == 0) or is_final_batch(trainer)
-        if not due or step == self._last_scored:
+        scores = self.scores_due(trainer, pl_module, lambda: self.evaluate(trainer, pl_module))
+        if scores is None:
             return
-        self._last_scored = step
-        scores = self.evaluate(trainer, pl_module) if trainer.is_global_zero else None
-        scores = trainer.strategy.broadcast(scores, src=0)
-        logged = {f"val/{name}": value for name, value in scores.items() if name != "gen_step"}
-        # pl_module.log makes them callback metrics (train() returns them; ModelCheckpoint could monitor them);
-        # the loggers get them once, directly, at this step (Lightning would repeat them at later steps).
-        for name, value in logged.items():
-            pl_module.log(name, value, on_step=True, on_epoch=False, logger=False)
-        for logger in trainer.loggers:
-            logger.log_metrics(logged, step=trainer.global_step)
+        log_scores(trainer, pl_module, {f"val/{name}": value for name, value in scores.items() if name != "gen_step"})
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: AdversarialModule) -> None:
         if not trainer.is_global_zero or self._samples is None:

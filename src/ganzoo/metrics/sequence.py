@@ -301,17 +301,32 @@ def sweep_smoothness(sweep_x: Array, classifier: nn.Module, shapes: Sequence[str
 # --- reports -----------------------------------------------------------------------------------------------
 
 
-def _per_class_distances(
-    real: torch.Tensor, real_y: torch.Tensor, fake: torch.Tensor, fake_y: torch.Tensor, shapes: Sequence[str], seed: int
+def distribution_distances(
+    real: Array,
+    real_y: Array,
+    fake: Array,
+    fake_y: Array | None,
+    shapes: Sequence[str] = DEFAULT_SHAPES,
+    seed: int = 0,
+    max_n: int = 2000,
 ) -> dict[str, float | list[float]]:
-    real_fa, fake_fa = estimate_freq_amp(real, real_y, shapes), estimate_freq_amp(fake, fake_y, shapes)
+    """MMD^2 (with its bandwidths) and the frequency / amplitude KS distances, overall (``<metric>/all``) and
+    per class (``<metric>/<shape>``). Unlabelled fakes (``fake_y=None``, an unconditional generator) get the
+    overall group only, and amplitudes of real and fake alike are then the fundamental's, not the peak."""
+    real, real_y = _float_tensor(real), _labels(real_y)
+    fake = _float_tensor(fake)
+    labelled = fake_y is not None
+    fake_y = _labels(fake_y) if labelled else torch.zeros(len(fake), dtype=torch.long)
+    real_fa = estimate_freq_amp(real, real_y if labelled else None, shapes)
+    fake_fa = estimate_freq_amp(fake, fake_y if labelled else None, shapes)
     groups = {"all": (torch.ones_like(real_y, dtype=torch.bool), torch.ones_like(fake_y, dtype=torch.bool))}
-    groups |= {name: (real_y == k, fake_y == k) for k, name in enumerate(shapes)}
+    if labelled:
+        groups |= {name: (real_y == k, fake_y == k) for k, name in enumerate(shapes)}
     out: dict[str, float | list[float]] = {}
     for name, (r, f) in groups.items():
         if r.sum() < 2 or f.sum() < 2:
             continue  # a class the generator never produced has no distance; TSTR/TRTS show it
-        out[f"mmd2/{name}"], out[f"mmd2_bandwidths/{name}"] = mmd2_rbf(real[r], fake[f], seed=seed)
+        out[f"mmd2/{name}"], out[f"mmd2_bandwidths/{name}"] = mmd2_rbf(real[r], fake[f], max_n=max_n, seed=seed)
         out[f"ks_freq/{name}"] = float(ks_2samp(real_fa[0][r.numpy()], fake_fa[0][f.numpy()]).statistic)
         out[f"ks_amp/{name}"] = float(ks_2samp(real_fa[1][r.numpy()], fake_fa[1][f.numpy()]).statistic)
     return out
@@ -337,7 +352,7 @@ def sequence_report(
     real, fake, ry, fy = _float_tensor(real_x), _float_tensor(fake_x), _labels(real_y), _labels(fake_y)
     if len(real) != len(ry) or len(fake) != len(fy):
         raise ValueError(f"sequences and labels differ in length: {len(real)}/{len(ry)}, {len(fake)}/{len(fy)}")
-    report = _per_class_distances(real, ry, fake, fy, shapes, seed)
+    report = distribution_distances(real, ry, fake, fy, shapes, seed)
     report["tstr"], report["trts"], real_classifier = tstr_trts(real, ry, fake, fy, steps, seed)
     report["disc_score"], report["disc_score_std"] = discriminative_score(real, fake, runs, steps, seed=seed)
     real_train, real_test = _split(len(real), 0.5, torch.Generator().manual_seed(seed))
@@ -589,6 +604,28 @@ def _scores(
     return report | {"class_fractions": [round(float(f), 4) for f in fractions]}
 
 
+SWEEP_PLANES = ("attributes", "random")
+
+
+@torch.no_grad()
+def attribute_directions(
+    model: Any, label: int | None, classifier: nn.Module, shapes: Sequence[str], n: int = 2000, seed: int = 0
+) -> torch.Tensor:
+    """The latent directions (2, latent features per step) along which frequency and amplitude change most, at
+    class ``label``: the least-squares slopes of each sequence's recovered frequency and amplitude on its
+    latent, over ``n`` seeded samples (a per-step latent enters by its time mean, the coordinates of the
+    time-constant directions a sweep moves along; Shen et al. 2020, InterFaceGAN, find attribute directions
+    the same way). Unconditional samples are labelled by ``classifier`` for the amplitude's shape ratio."""
+    z = model.sample_latent(n, generator=torch.Generator().manual_seed(seed))
+    cond = None if label is None else torch.full((n,), label, dtype=torch.int64)
+    x = model.sample(latent=z.to(model.device), cond=cond)
+    freq, amp = estimate_freq_amp(x, predict(classifier, x) if cond is None else cond, shapes)
+    coords = (z.mean(1) if z.dim() == 3 else z.flatten(1)).double().cpu()
+    design = torch.cat([coords, torch.ones(n, 1, dtype=torch.float64)], dim=1)
+    targets = torch.from_numpy(np.stack([freq, amp], axis=1))
+    return torch.linalg.lstsq(design, targets).solution[:-1].T.float()  # (2, width): d freq / dz, d amp / dz
+
+
 def sweep_report(
     model: Any, classifier: nn.Module, shapes: Sequence[str], options: Any, seed: int, figures: Path | None = None
 ) -> dict[str, Any]:
@@ -606,10 +643,14 @@ def sweep_report(
     from ganzoo.callbacks.plots import latent_sweep, sweep_figure
     from ganzoo.callbacks.samples import save_png
 
+    plane = options.get("sweep_plane", "attributes")
+    if plane not in SWEEP_PLANES:
+        raise ValueError(f"sequence.sweep_plane must be one of {SWEEP_PLANES}, got {plane!r}")
     conditional = _conditional(model)
     grids = {}
     for label, name in enumerate(shapes) if conditional else [(None, "unconditional")]:
-        sequences, positions = latent_sweep(model, label, options.sweep_steps, options.sweep_span, seed)
+        directions = None if plane == "random" else attribute_directions(model, label, classifier, shapes, seed=seed)
+        sequences, positions = latent_sweep(model, label, options.sweep_steps, options.sweep_span, seed, directions)
         grids[name] = grid_smoothness(sequences, positions, classifier, shapes)
         if figures is not None:
             title = f"{type(model).__name__} latent sweep, {name}"
@@ -619,7 +660,13 @@ def sweep_report(
         "latent": _latent_words(model, shape, width),
         "grid": f"{options.sweep_steps} x {options.sweep_steps}: z = z_rest + a e1 + b e2 (e1, e2 orthonormal, "
         f"time-constant for per-step noise), a and b in [-{options.sweep_span}, {options.sweep_span}] "
-        "(standard-normal coordinates)",
+        "(standard-normal coordinates); "
+        + (
+            "e1: the latent direction that predicts frequency best (least squares over 2000 samples of the "
+            "class), e2: amplitude's, made orthogonal to e1"
+            if plane == "attributes"
+            else "e1, e2: a seeded random plane"
+        ),
         "rho_freq": worst("freq"),
         "rho_amp": worst("amp"),
         "freq_span": min(grid["freq_span"] for grid in grids.values()),

@@ -68,7 +68,10 @@ class LSTMGenerator(nn.Module):
 class LSTMDiscriminator(nn.Module):
     """Sequence (B, T, channels) [+ label embedding] -> LSTM -> logits (B, T) if ``per_step`` else (B,).
 
-    The per-sample score is read from the last step's hidden state.
+    The per-sample score is read from the last step's hidden state. ``bidirectional``: a second LSTM reads
+    the sequence backwards and each step's score sees both: the whole sequence, not only its prefix (a
+    per-step score of the forward LSTM alone judges the first steps from a few values, where no frequency
+    can show yet). The per-sample score then reads the forward LSTM's last step and the backward one's first.
     """
 
     def __init__(
@@ -79,15 +82,16 @@ class LSTMDiscriminator(nn.Module):
         embed_dim: int = 8,
         per_step: bool = True,
         channels: int = 1,
+        bidirectional: bool = False,
     ) -> None:
         super().__init__()
         if min(hidden, num_layers, channels) < 1:
             raise ValueError(f"hidden, num_layers, channels must be >= 1, got {hidden}, {num_layers}, {channels}")
-        self.per_step = per_step
+        self.per_step, self.hidden = per_step, hidden
         self.embed = _label_embedding(num_classes, embed_dim)
         in_features = channels + (embed_dim if self.embed is not None else 0)
-        self.lstm = nn.LSTM(in_features, hidden, num_layers=num_layers, batch_first=True)
-        self.head = nn.Linear(hidden, 1)
+        self.lstm = nn.LSTM(in_features, hidden, num_layers=num_layers, batch_first=True, bidirectional=bidirectional)
+        self.head = nn.Linear(hidden * (2 if bidirectional else 1), 1)
 
     def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         if x.dim() != 3:
@@ -95,4 +99,6 @@ class LSTMDiscriminator(nn.Module):
         out, _ = self.lstm(_with_labels(x, self.embed, labels))
         if self.per_step:
             return self.head(out).squeeze(-1)
+        if self.lstm.bidirectional:  # each direction's summary of the whole sequence
+            return self.head(torch.cat([out[:, -1, : self.hidden], out[:, 0, self.hidden :]], dim=-1)).squeeze(-1)
         return self.head(out[:, -1]).squeeze(-1)
