@@ -1,16 +1,18 @@
-"""Issue 7's targets: train ``experiment=rcgan_waves`` for a wall-clock budget, score its last checkpoint with
-``src/evaluate.py``, and write the 'waves' section of bench/results.md.
+"""Issue 7's targets: train ``experiment=rcgan_waves`` for a wall-clock budget, score its best and last
+checkpoints with ``src/evaluate.py``, and write the 'waves' section of bench/results.md.
 
-    python bench/waves.py                    # 20 minutes with the preset's loss (non-saturating)
-    python bench/waves.py --loss wgan_gp     # the LSTM critic with a gradient penalty
-    python bench/waves.py --report-only      # rebuild the section from finished runs
+    python bench/waves.py                              # 20 minutes with the preset's loss (non-saturating)
+    python bench/waves.py --tag seed2 --set seed=2     # another seed, in its own run dir
+    python bench/waves.py --loss wgan_gp               # the LSTM critic with a gradient penalty
+    python bench/waves.py --report-only                # rebuild the section from finished runs
 
-Each loss trains in its own run dir, ``<out>/rcgan_<loss>`` (replaced when run again), on ``--threads``
+Each run trains in its own run dir, ``<out>/rcgan_<loss>[_<tag>]`` (replaced when run again), on ``--threads``
 threads (1: these LSTMs are too small for intra-op threads to pay). The budget is Lightning's
-``trainer.max_time``, with no step or epoch limit. The section has one column per finished run under
-``<out>``, so running both losses, one after the other, fills it. The reference is the test split redrawn with
-``--test-per-class`` waves per class (the preset's own split has 200, too few for KS distances near 0.03):
-its own seed, never trained on.
+``trainer.max_time``, with no step or epoch limit. Scored: ``best_waves.ckpt`` (the lowest ``val/ks_worst``
+of the run's validation draws, conf/metrics/sequence.yaml) and ``last.ckpt``. The section has one column per
+scored checkpoint of every finished run under ``<out>``, so runs made one after the other (or side by side,
+one core each) fill it. The reference is the test split redrawn with ``--test-per-class`` waves per class
+(the preset's own split has 200, too few for KS distances near 0.03): its own seed, never trained on.
 """
 
 from __future__ import annotations
