@@ -309,15 +309,18 @@ def distribution_distances(
     shapes: Sequence[str] = DEFAULT_SHAPES,
     seed: int = 0,
     max_n: int = 2000,
+    real_estimates: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> dict[str, float | list[float]]:
     """MMD^2 (with its bandwidths) and the frequency / amplitude KS distances, overall (``<metric>/all``) and
     per class (``<metric>/<shape>``). Unlabelled fakes (``fake_y=None``, an unconditional generator) get the
-    overall group only, and amplitudes of real and fake alike are then the fundamental's, not the peak."""
+    overall group only, and amplitudes of real and fake alike are then the fundamental's, not the peak.
+    ``real_estimates``: ``estimate_freq_amp`` of the real set (labelled as the fakes are), when already known;
+    ``max_n``: the sequences per set of each MMD^2 (its cost is quadratic in it)."""
     real, real_y = _float_tensor(real), _labels(real_y)
     fake = _float_tensor(fake)
     labelled = fake_y is not None
     fake_y = _labels(fake_y) if labelled else torch.zeros(len(fake), dtype=torch.long)
-    real_fa = estimate_freq_amp(real, real_y if labelled else None, shapes)
+    real_fa = real_estimates or estimate_freq_amp(real, real_y if labelled else None, shapes)
     fake_fa = estimate_freq_amp(fake, fake_y if labelled else None, shapes)
     groups = {"all": (torch.ones_like(real_y, dtype=torch.bool), torch.ones_like(fake_y, dtype=torch.bool))}
     if labelled:
