@@ -46,10 +46,10 @@ class SequenceMetrics(PeriodicScorer):
     ) -> None:
         if every_n_gen_steps < 1:
             raise ValueError(f"callbacks.sequence_metrics.every_n_gen_steps must be >= 1, got {every_n_gen_steps}")
-        if n_samples < 20 or reference_per_class < 10:
+        if n_samples < 20 or reference_per_class < 10 or mmd_max_n < 2:
             raise ValueError(
-                "callbacks.sequence_metrics needs n_samples >= 20 and reference_per_class >= 10, got "
-                f"{n_samples} and {reference_per_class}"
+                "callbacks.sequence_metrics needs n_samples >= 20, reference_per_class >= 10 and mmd_max_n >= 2, "
+                f"got {n_samples}, {reference_per_class} and {mmd_max_n}"
             )
         self.every_n_gen_steps, self.n_samples = every_n_gen_steps, n_samples
         self.reference_per_class, self.mmd_max_n, self.seed = reference_per_class, mmd_max_n, seed
