@@ -105,12 +105,17 @@ class InMemorySplits(pl.LightningDataModule):
     def _draw(self, split: str, n: int, seed: np.random.SeedSequence) -> TensorDataset:
         raise NotImplementedError
 
+    def child_seed(self, split: str) -> np.random.SeedSequence:
+        """The seed ``split`` is drawn from: its own child of ``seed``, in the order of ``splits``."""
+        if split not in self.splits:
+            raise ValueError(f"split must be one of {self.splits}, got {split!r}")
+        return np.random.SeedSequence(self.seed).spawn(len(self.splits))[self.splits.index(split)]
+
     def setup(self, stage: str | None = None) -> None:
         if self.sets:
             return
-        children = np.random.SeedSequence(self.seed).spawn(len(self.splits))
-        for split, child in zip(self.splits, children, strict=True):
-            self.sets[split] = self._draw(split, self.sizes[split], child)
+        for split in self.splits:
+            self.sets[split] = self._draw(split, self.sizes[split], self.child_seed(split))
 
     def dataset(self, split: str) -> TensorDataset:
         """The TensorDataset of one split."""

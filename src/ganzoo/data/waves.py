@@ -138,10 +138,7 @@ class WavesDataModule(InMemorySplits):
         """``split`` drawn again with ``n_per_class`` waves per class from the split's own child seed: a
         reference larger than the split itself (say, for KS distances near 0.03), still independent of the
         other splits. The stored split and its ground truth stay as they are."""
-        if split not in self.splits:
-            raise ValueError(f"split must be one of {self.splits}, got {split!r}")
-        child = np.random.SeedSequence(self.seed).spawn(len(self.splits))[self.splits.index(split)]
-        x, labels, _ = make_waves(n_per_class, seed=child, shapes=self.shapes, **self.wave_kwargs)
+        x, labels, _ = make_waves(n_per_class, seed=self.child_seed(split), shapes=self.shapes, **self.wave_kwargs)
         return TensorDataset(x, labels)
 
     def held_out(self) -> TensorDataset:
