@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import FAST, compose_config
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from PIL import Image
 
@@ -207,6 +208,27 @@ def test_infogan_gradient_penalty_sees_the_adversarial_head_only(mnist_batch):
     assert {"gp", "info_cat", "info_cont"} <= terms.keys()
     assert q_inputs == [32]  # Q read the fake batch once: not the real batch, not the interpolates
     assert gan.discriminate(mnist_batch[0]).shape == (32,)
+
+
+def test_infogan_continuous_warmup_ramps_lambda_cont_from_zero():
+    gan = build(
+        "infogan", "model.continuous_loss=mse", "model.lambda_cont=0.4", "model.continuous_warmup={start: 10, end: 20}"
+    )
+    weights = []
+    for step in (0, 10, 15, 20, 50):
+        gan.gen_step = step
+        weights.append(gan.continuous_weight())
+    assert weights == pytest.approx([0.0, 0.0, 0.2, 0.4, 0.4])
+    gan.gen_step = 15
+    latent = gan.sample_latent(16)
+    gan.discriminate(gan.generate(latent))
+    terms = gan.information_terms()
+    mean = gan.q_head(critic_features(gan.discriminator, gan.generate(latent)))[1]
+    # the term is the ramped weight times the unit-variance NLL of the codes that made the batch
+    expected = 0.2 * 0.5 * torch.nn.functional.mse_loss(mean, gan.split_latent(latent)[2])
+    assert terms["info_cont"].item() == pytest.approx(expected.item(), rel=1e-4)
+    with pytest.raises(InstantiationException, match="continuous_warmup needs 0 <= start < end"):
+        build("infogan", "model.continuous_warmup={start: 20, end: 10}")
 
 
 def test_infogan_samples_carry_codes_traversals_and_survive_a_checkpoint(trained, mnist_batch):

@@ -21,7 +21,7 @@ lives outside ``self.discriminator``, so ``loss=wgan``'s weight clipping does no
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ganzoo.losses import AdversarialLoss
-from ganzoo.models.base import AdversarialModule, OptimizerFactory, Terms
+from ganzoo.models.base import AdversarialModule, OptimizerFactory, Terms, lr_factor
 from ganzoo.nets.conditional import critic_feature_dim, critic_features, critic_score
 
 NetFactory = Callable[..., nn.Module]
@@ -55,6 +55,7 @@ class InfoGAN(AdversarialModule):
         lambda_cat: float = 1.0,
         lambda_cont: float = 0.1,
         continuous_loss: str = "gaussian",
+        continuous_warmup: Mapping[str, float] | None = None,
         **kwargs: Any,
     ) -> None:
         if num_categories < 2:
@@ -69,6 +70,7 @@ class InfoGAN(AdversarialModule):
         # Set before the base __init__, which draws the fixed noise through sample_latent (it needs the layout).
         self.num_categories, self.num_continuous = num_categories, num_continuous
         self.lambda_cat, self.lambda_cont, self.continuous_loss = lambda_cat, lambda_cont, continuous_loss
+        self.continuous_warmup = check_warmup(continuous_warmup)
         generator = generator(latent_dim=latent_dim + num_categories + num_continuous)
         q_head = q_head(
             in_features=critic_feature_dim(discriminator), num_categories=num_categories, num_continuous=num_continuous
@@ -162,8 +164,15 @@ class InfoGAN(AdversarialModule):
                 nll = F.gaussian_nll_loss(mean, continuous, log_var.exp())
             else:
                 nll = 0.5 * F.mse_loss(mean, continuous)
-            terms["info_cont"] = self.lambda_cont * nll
+            terms["info_cont"] = self.continuous_weight() * nll
         return terms
+
+    def continuous_weight(self) -> float:
+        """lambda_cont at this generator iteration: 0 until ``continuous_warmup.start``, then linear to
+        lambda_cont at ``end`` (the configured value throughout without a warm-up)."""
+        if self.continuous_warmup is None:
+            return self.lambda_cont
+        return self.lambda_cont * (1.0 - lr_factor(self.gen_step, **self.continuous_warmup, final=0.0))
 
     def discriminator_player(self) -> list[nn.Module]:
         return [self.discriminator, self.q_head]  # Q belongs to D's optimizer, with D's settings
@@ -190,3 +199,18 @@ class InfoGAN(AdversarialModule):
         finally:
             for m, mode in zip(modules, modes, strict=True):
                 m.train(mode)
+
+
+def check_warmup(warmup: Mapping[str, float] | None) -> dict[str, float] | None:
+    """``model.continuous_warmup`` validated: None, or ``{start, end}`` in generator iterations, 0 <= start < end."""
+    if warmup is None:
+        return None
+    if set(warmup) != {"start", "end"}:
+        raise ValueError(
+            f"model.continuous_warmup takes start and end (generator iterations), got {sorted(warmup)}; "
+            "e.g. model.continuous_warmup='{start: 3000, end: 6000}'"
+        )
+    start, end = float(warmup["start"]), float(warmup["end"])
+    if not 0 <= start < end:
+        raise ValueError(f"model.continuous_warmup needs 0 <= start < end, got {start}, {end}")
+    return {"start": start, "end": end}
