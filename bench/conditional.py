@@ -15,17 +15,15 @@ Training time and iterations come from the run's own run_summary.json (the time 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from pathlib import Path
 
 import torch
-import yaml
 
 ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))
-from report import machine, write_section  # noqa: E402
+from report import machine, run_record, write_section  # noqa: E402
 
 from ganzoo.data.mnist import load_split  # noqa: E402
 from ganzoo.metrics.codes import classifier_error, code_accuracy_report, predict_classes  # noqa: E402
@@ -53,17 +51,7 @@ def score(run_dir: Path, ckpt: str, n: int, data_dir: str, cache_dir: str) -> di
         images = model.sample(latent=model.sample_latent(n), cond=labels)
         accuracy = float((predict_classes(evaluator, images) == labels.cpu()).float().mean())
         figure, what = f"{accuracy:.4f}", f"evaluator label accuracy on {n} conditional samples"
-    summary = json.loads((run_dir / "run_summary.json").read_text())
-    overrides = yaml.safe_load((run_dir / ".hydra" / "overrides.yaml").read_text())
-    return {
-        "model": kind,
-        "what": what,
-        "figure": figure,
-        "gen_step": summary["gen_step"],
-        "minutes": summary["seconds"] / 60,
-        "command": "python src/train.py " + " ".join(o for o in overrides if not o.startswith("hydra.")),
-        "ckpt": ckpt,
-    }
+    return {"model": kind, "what": what, "figure": figure, **run_record(run_dir), "ckpt": ckpt}
 
 
 def main() -> None:

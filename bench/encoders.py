@@ -16,7 +16,6 @@ The raw-pixel 1-NN accuracy is reported once, as the reference of all.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from pathlib import Path
@@ -27,7 +26,7 @@ from omegaconf import OmegaConf
 
 ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))
-from report import machine, write_section  # noqa: E402
+from report import machine, run_record, write_section  # noqa: E402
 
 from ganzoo.callbacks.encoders import reconstruction_mse  # noqa: E402
 from ganzoo.data.mnist import load_split  # noqa: E402
@@ -63,15 +62,8 @@ def score(run_dir: Path, ckpt: str, train, test) -> dict:
         codes = model.predict_codes(test[0])
         mapping = match_codes(codes, test[1], model.num_categories, 10, "majority")
         figures.insert(0, f"**clustering accuracy {mapped_accuracy(codes, mapping, test[1]):.4f}** (majority)")
-    summary = json.loads((run_dir / "run_summary.json").read_text())
-    overrides = yaml.safe_load((run_dir / ".hydra" / "overrides.yaml").read_text())
-    return {
-        "model": kind if kind != "AAE" else f"AAE ({model.prior}, {model.mode})",
-        "figures": "; ".join(figures),
-        "gen_step": summary["gen_step"],
-        "minutes": summary["seconds"] / 60,
-        "command": "python src/train.py " + " ".join(o for o in overrides if not o.startswith("hydra.")),
-    }
+    model_name = kind if kind != "AAE" else f"AAE ({model.prior}, {model.mode})"
+    return {"model": model_name, "figures": "; ".join(figures), **run_record(run_dir)}
 
 
 def main() -> None:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import os
 import platform
+import shlex
 from datetime import UTC, datetime
 from pathlib import Path
 
 import torch
+import yaml
 
 RESULTS = Path(__file__).resolve().parent / "results.md"
 
@@ -33,3 +36,16 @@ def write_section(name: str, lines: list[str], path: Path = RESULTS) -> None:
         text = text.rstrip("\n") + "\n\n" + block + "\n"
     path.write_text(text)
     print(f"wrote section '{name}' of {path}")
+
+
+def run_record(run_dir: Path) -> dict:
+    """A finished train.py run's generator iterations, training minutes (its run_summary.json) and the
+    command that made it (its Hydra overrides, shell-quoted so the line can be pasted)."""
+    summary = json.loads((run_dir / "run_summary.json").read_text())
+    overrides = yaml.safe_load((run_dir / ".hydra" / "overrides.yaml").read_text())
+    kept = [o for o in overrides if not o.startswith("hydra.")]
+    return {
+        "gen_step": summary["gen_step"],
+        "minutes": summary["seconds"] / 60,
+        "command": shlex.join(["python", "src/train.py", *kept]),
+    }
