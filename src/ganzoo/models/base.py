@@ -74,7 +74,7 @@ class AdversarialModule(pl.LightningModule):
         self.optimizer_g, self.optimizer_d = optimizer_g, optimizer_d
         self.grad_clip_g, self.grad_clip_d = grad_clip_g, grad_clip_d
         self.compile_nets, self.channels_last = compile, channels_last  # not self.compile: nn.Module's method
-        self.lr_decay = check_lr_decay(lr_decay)
+        self.lr_decay = check_ramp(lr_decay, "lr_decay", with_final=True)
         self.gen_step = 0  # generator iterations done
         self.disc_step = 0  # critic iterations done
         self.config: dict[str, Any] | None = None  # resolved build config, stored in checkpoints for sample.py
@@ -353,19 +353,27 @@ class AdversarialModule(pl.LightningModule):
             torch.manual_seed(seed + self.global_rank)
 
 
-def check_lr_decay(decay: Mapping[str, float] | None) -> dict[str, float] | None:
-    """``model.lr_decay`` validated: None, or ``{start, end, final}`` with 0 <= start < end and final >= 0."""
-    if decay is None:
+def check_ramp(ramp: Mapping[str, float] | None, key: str, with_final: bool = False) -> dict[str, float] | None:
+    """``model.<key>`` validated: None, or ``{start, end}`` in generator iterations with 0 <= start < end, and with
+    ``with_final`` an optional ``final`` factor >= 0 (default 0). Used by ``lr_decay`` and InfoGAN's
+    ``continuous_warmup``."""
+    if ramp is None:
         return None
-    keys = {"start", "end", "final"}
-    if set(decay) - keys or not {"start", "end"} <= set(decay):
+    allowed = {"start", "end", "final"} if with_final else {"start", "end"}
+    if set(ramp) - allowed or not {"start", "end"} <= set(ramp):
+        final = " and optionally final (a factor)" if with_final else ""
         raise ValueError(
-            f"model.lr_decay takes start, end (generator iterations) and optionally final (a factor), "
-            f"got {sorted(decay)}; e.g. model.lr_decay='{{start: 5000, end: 10000, final: 0.0}}'"
+            f"model.{key} takes start, end (generator iterations){final}, got {sorted(ramp)}; "
+            f"e.g. model.{key}='{{start: 5000, end: 10000}}'"
         )
-    start, end, final = float(decay["start"]), float(decay["end"]), float(decay.get("final", 0.0))
-    if not 0 <= start < end or final < 0:
-        raise ValueError(f"model.lr_decay needs 0 <= start < end and final >= 0, got {start}, {end}, {final}")
+    start, end = float(ramp["start"]), float(ramp["end"])
+    if not 0 <= start < end:
+        raise ValueError(f"model.{key} needs 0 <= start < end, got {start}, {end}")
+    if not with_final:
+        return {"start": start, "end": end}
+    final = float(ramp.get("final", 0.0))
+    if final < 0:
+        raise ValueError(f"model.{key} needs final >= 0, got {final}")
     return {"start": start, "end": end, "final": final}
 
 

@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ganzoo.losses import AdversarialLoss
-from ganzoo.models.base import AdversarialModule, OptimizerFactory, Terms, lr_factor
+from ganzoo.models.base import AdversarialModule, OptimizerFactory, Terms, check_ramp, lr_factor
 from ganzoo.nets.conditional import critic_feature_dim, critic_features, critic_score
 
 NetFactory = Callable[..., nn.Module]
@@ -70,7 +70,7 @@ class InfoGAN(AdversarialModule):
         # Set before the base __init__, which draws the fixed noise through sample_latent (it needs the layout).
         self.num_categories, self.num_continuous = num_categories, num_continuous
         self.lambda_cat, self.lambda_cont, self.continuous_loss = lambda_cat, lambda_cont, continuous_loss
-        self.continuous_warmup = check_warmup(continuous_warmup)
+        self.continuous_warmup = check_ramp(continuous_warmup, "continuous_warmup")
         generator = generator(latent_dim=latent_dim + num_categories + num_continuous)
         q_head = q_head(
             in_features=critic_feature_dim(discriminator), num_categories=num_categories, num_continuous=num_continuous
@@ -199,18 +199,3 @@ class InfoGAN(AdversarialModule):
         finally:
             for m, mode in zip(modules, modes, strict=True):
                 m.train(mode)
-
-
-def check_warmup(warmup: Mapping[str, float] | None) -> dict[str, float] | None:
-    """``model.continuous_warmup`` validated: None, or ``{start, end}`` in generator iterations, 0 <= start < end."""
-    if warmup is None:
-        return None
-    if set(warmup) != {"start", "end"}:
-        raise ValueError(
-            f"model.continuous_warmup takes start and end (generator iterations), got {sorted(warmup)}; "
-            "e.g. model.continuous_warmup='{start: 3000, end: 6000}'"
-        )
-    start, end = float(warmup["start"]), float(warmup["end"])
-    if not 0 <= start < end:
-        raise ValueError(f"model.continuous_warmup needs 0 <= start < end, got {start}, {end}")
-    return {"start": start, "end": end}
