@@ -1,4 +1,5 @@
-"""The speed options every model takes (``model.compile``, ``model.channels_last``), and no host syncs in the loop."""
+"""The speed options every model takes (``model.compile``, ``model.channels_last``, ``model.flush_denormal``), and no
+host syncs in the loop."""
 
 from __future__ import annotations
 
@@ -56,6 +57,26 @@ def test_channels_last_conv_nets_train(train_config):
     assert probe.conv_formats and all(probe.conv_formats)
     assert probe.compiled == [False, False]
     assert all(math.isfinite(v) for v in metrics.values()), metrics
+
+
+class DenormalProbe(pl.Callback):
+    """Whether a subnormal float survives arithmetic once training has started."""
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        self.kept = (torch.tensor([1e-39]) * 1.0).item() != 0.0
+
+
+@pytest.mark.parametrize("flush", [True, False])
+def test_flush_denormal_sets_the_cpu_flag_for_training(train_config, flush):
+    if not torch.set_flush_denormal(False):  # resets what an earlier test set; False: the CPU cannot flush
+        pytest.skip("this CPU has no flush-to-zero support")
+    probe = DenormalProbe()
+    try:
+        cfg = train_config("model=gan", f"model.flush_denormal={flush}", "trainer.max_steps=2")
+        train(cfg, extra_callbacks=[probe])
+    finally:
+        torch.set_flush_denormal(False)
+    assert probe.kept is not flush
 
 
 class HostSyncs(TorchFunctionMode):
