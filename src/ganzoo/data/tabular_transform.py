@@ -209,6 +209,20 @@ class ModeSpecificScaler:
 SCALERS = {"minmax": MinMaxScaler, "standard": StandardScaler, "mode_specific": ModeSpecificScaler}
 
 
+MAX_DECIMALS = 6  # columns with finer values than this keep their generated values as they are
+
+
+def decimal_places(values: np.ndarray, most: int = MAX_DECIMALS) -> int | None:
+    """The fewest decimal places (0 to ``most``) that every value of ``values`` has exactly (up to float
+    representation: 0.1 counts as 1 place), or None when they have more: the precision a decoded column is
+    rounded to, so that generated values look like recorded ones (a detector tells 0.2317 carat from 0.23)."""
+    scale = np.maximum(np.abs(values), 1.0)
+    for places in range(most + 1):
+        if np.all(np.abs(values - np.round(values, places)) <= 1e-9 * scale):
+            return places
+    return None
+
+
 class ContinuousColumn:
     """A numeric column: a scaler, an optional log1p, and a missing indicator when training had NaNs."""
 
@@ -231,7 +245,7 @@ class ContinuousColumn:
             raise DataError(f"column {self.name!r} has no values in the training split; add it to data.drop")
         observed = x[~missing]
         raw = np.expm1(observed) if self.log1p else observed
-        self.whole = pd.api.types.is_integer_dtype(self.dtype) or bool(np.all(raw == np.round(raw)))
+        self.decimals = 0 if pd.api.types.is_integer_dtype(self.dtype) else decimal_places(raw)
         self.has_missing = bool(missing.any())
         self.fill = float(observed.mean())
         self.low, self.high = float(raw.min()), float(raw.max())
@@ -260,8 +274,9 @@ class ContinuousColumn:
             x = np.expm1(x)
         if hasattr(self, "low"):  # the training range (states written before 2026-12-05 lack it)
             x = np.clip(x, self.low, self.high)
-        if self.whole:
-            x = np.round(x)
+        decimals = getattr(self, "decimals", 0 if getattr(self, "whole", False) else None)  # older states: whole
+        if decimals is not None:  # the training values' precision (whole numbers: 0), which real rows all have
+            x = np.round(x, decimals)
         if self.has_missing:
             x[pick(block[:, width:], decode, rng) == 1] = np.nan
         dtype = self.dtype if pd.api.types.is_numeric_dtype(self.dtype) else np.float64
