@@ -78,6 +78,28 @@ def test_generator_activates_each_span_by_its_kind(gumbel_tau):
         assert (block >= 0).all() and torch.allclose(block.sum(1), torch.ones(32))
 
 
+def test_gumbel_draws_follow_each_spans_softmax():
+    """In training, every softmax span is a near one-hot Gumbel-softmax draw whose category is distributed as the
+    span's softmax; eval mode gives the softmax itself. Logits differ by span, so a mixed-up span index shows."""
+    spans = [("softmax", 3), ("tanh", 1), ("softmax", 2), ("linear", 1), ("softmax", 4)]
+    generator = TabularGenerator(4, spans, hidden=(8,), gumbel_tau=0.2)
+    softmax_units = [0, 1, 2, 4, 5, 7, 8, 9, 10]
+    logits = torch.tensor([[2.0, 0.0, -1.0, 0.5, -0.5, 1.0, 0.0, -2.0, 0.3]]).expand(40_000, -1)
+    torch.manual_seed(0)
+    draws = generator._softmax_spans(logits)
+    generator.eval()
+    probabilities = generator._softmax_spans(logits)[0]
+    for span in (slice(0, 3), slice(3, 5), slice(5, 9)):
+        assert torch.allclose(probabilities[span], logits[0, span].softmax(0), atol=1e-6)
+        block = draws[:, span]
+        assert torch.allclose(block.sum(1), torch.ones(len(block)), atol=1e-5)
+        assert block.max(1).values.median() > 0.99  # tau 0.2: near one-hot
+        frequencies = torch.bincount(block.argmax(1), minlength=block.shape[1]) / len(block)
+        assert torch.allclose(frequencies, probabilities[span], atol=0.01), (frequencies, probabilities[span])
+    assert len(softmax_units) == generator.softmax_units.numel()
+    assert generator.softmax_units.tolist() == softmax_units
+
+
 def test_critic_scores_packs_and_refuses_batch_norm():
     critic = TabularCritic(data_dim=7, num_classes=2, hidden=(16,), norm="layer", pac=4)
     assert critic(torch.rand(12, 7), torch.randint(0, 2, (12,))).shape == (3,)
