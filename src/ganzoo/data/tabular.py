@@ -56,6 +56,7 @@ class TabularDataModule(pl.LightningDataModule):
         max_modes: int = 10,
         mode_weight_threshold: float = 0.005,
         gmm_max_rows: int = 5000,
+        mode_atom_share: float | None = 0.05,
         condition_on: str | None = None,
         batch_size: int = 500,
         seed: int = 0,
@@ -81,6 +82,7 @@ class TabularDataModule(pl.LightningDataModule):
             max_modes=max_modes,
             mode_weight_threshold=mode_weight_threshold,
             gmm_max_rows=gmm_max_rows,
+            mode_atom_share=mode_atom_share,
             seed=seed,
         )
         self.condition_on, self.batch_size, self.seed = condition_on, batch_size, seed

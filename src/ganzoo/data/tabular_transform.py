@@ -133,12 +133,44 @@ class StandardScaler:
 
 
 class ModeSpecificScaler:
-    """CTGAN's mode-specific normalisation (Xu et al. 2019, section 4.2); see the module docstring."""
+    """CTGAN's mode-specific normalisation (Xu et al. 2019, section 4.2); see the module docstring.
 
-    def __init__(self, max_modes: int = 10, weight_threshold: float = 0.005, max_rows: int = 5000) -> None:
+    Atoms: a value that at least ``atom_share`` of the training rows have exactly (Adult's capital-gain is 0 in 92 %
+    of rows, hours-per-week 40 in 47 %) gets a mode of its own with sigma 0, which decodes to that value exactly;
+    the mixture models the other values. A Gaussian mode on such a spike decodes to values around it: 45 % of a
+    generated capital-gain was 0 and the rest spread over 1-10 and beyond, which a detector told from real rows
+    by that column alone. ``atom_share=None`` turns atoms off.
+    """
+
+    def __init__(
+        self,
+        max_modes: int = 10,
+        weight_threshold: float = 0.005,
+        max_rows: int = 5000,
+        atom_share: float | None = 0.05,
+    ) -> None:
+        if atom_share is not None and not 0 < atom_share <= 1:
+            raise ValueError(f"data.mode_atom_share must be in (0, 1] or null, got {atom_share}")
         self.max_modes, self.weight_threshold, self.max_rows = max_modes, weight_threshold, max_rows
+        self.atom_share = atom_share
 
     def fit(self, x: np.ndarray, rng: np.random.Generator) -> None:
+        values, counts = np.unique(x, return_counts=True)
+        atoms = values[counts >= self.atom_share * len(x)] if self.atom_share else values[:0]
+        rest = x[~np.isin(x, atoms)]
+        if len(rest):
+            self._fit_mixture(rest, rng)
+        else:
+            self.means, self.stds, self.log_weights = np.zeros(0), np.zeros(0), np.zeros(0)
+        if len(atoms):  # the mixture's weights cover the rest's share of rows, the atoms their own
+            weights = np.concatenate([np.exp(self.log_weights) * len(rest), counts[np.isin(values, atoms)]]) / len(x)
+            self.means, self.stds = (
+                np.concatenate([self.means, atoms]),
+                np.concatenate([self.stds, np.zeros(len(atoms))]),
+            )
+            self.log_weights = np.log(weights)
+
+    def _fit_mixture(self, x: np.ndarray, rng: np.random.Generator) -> None:
         sample = rng.choice(x, self.max_rows, replace=False) if len(x) > self.max_rows else x
         if len(sample) < 2:  # one observed value: one mode there (the mixture refuses to fit a single sample)
             sample = np.repeat(sample, 2)
@@ -187,17 +219,25 @@ class ModeSpecificScaler:
 
     def encode(self, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         mode = pick(self._posterior(x), "sample", rng)
-        alpha = np.clip((x - self.means[mode]) / (4.0 * self.stds[mode]), -1.0, 1.0)
+        stds = np.where(self.stds > 0, self.stds, 1.0)  # an atom's value is its mean: alpha 0
+        alpha = np.clip((x - self.means[mode]) / (4.0 * stds[mode]), -1.0, 1.0)
         return np.hstack([alpha[:, None], one_hot(mode, len(self.means))])
 
     def _posterior(self, x: np.ndarray) -> np.ndarray:
-        """p(mode | x) over the modes within 4 sigma of x (the nearest mode alone when none is)."""
-        z = (x[:, None] - self.means) / self.stds
-        log_p = self.log_weights - np.log(self.stds) - 0.5 * z**2
+        """p(mode | x): the atom that x equals, else over the Gaussian modes within 4 sigma of x (the nearest mode
+        alone when none is)."""
+        atom = self.stds == 0
+        z = np.where(atom, np.inf, (x[:, None] - self.means) / np.where(atom, 1.0, self.stds))
+        z[x[:, None] == np.where(atom, self.means, np.nan)] = 0.0
+        log_p = self.log_weights - np.log(np.where(atom, 1.0, self.stds)) - 0.5 * z**2
         reachable = np.abs(z) <= 4.0
+        on_atom = (reachable & atom).any(axis=1)
+        reachable[on_atom] &= atom  # an exact atom value belongs to its atom only
         none = ~reachable.any(axis=1)
-        reachable[none, np.abs(z[none]).argmin(axis=1)] = True
+        nearest = np.abs(x[none, None] - self.means).argmin(axis=1)
+        reachable[none, nearest] = True
         log_p = np.where(reachable, log_p, -np.inf)
+        log_p[none, nearest] = 0.0
         p = np.exp(log_p - log_p.max(axis=1, keepdims=True))
         return p / p.sum(axis=1, keepdims=True)
 
@@ -384,6 +424,7 @@ class TableTransformer:
         mode_weight_threshold: float = 0.005,
         gmm_max_rows: int = 5000,
         seed: int = 0,
+        mode_atom_share: float | None = 0.05,
     ) -> None:
         if continuous_encoding not in SCALERS:
             raise ValueError(f"data.continuous_encoding must be one of {list(SCALERS)}, got {continuous_encoding!r}")
@@ -392,6 +433,7 @@ class TableTransformer:
             "max_modes": max_modes,
             "weight_threshold": mode_weight_threshold,
             "max_rows": gmm_max_rows,
+            "atom_share": mode_atom_share,
         }
         self.columns: dict[str, Column] = {}
         self.output_info: list[Span] = []
