@@ -59,24 +59,37 @@ def test_channels_last_conv_nets_train(train_config):
     assert all(math.isfinite(v) for v in metrics.values()), metrics
 
 
+def subnormals_kept() -> bool:
+    """Whether a subnormal float survives arithmetic."""
+    return (torch.tensor([1e-39]) * 1.0).item() != 0.0
+
+
 class DenormalProbe(pl.Callback):
-    """Whether a subnormal float survives arithmetic once training has started."""
+    def __init__(self, fail: bool = False) -> None:
+        self.fail = fail
 
     def on_train_start(self, trainer, pl_module) -> None:
-        self.kept = (torch.tensor([1e-39]) * 1.0).item() != 0.0
+        self.kept = subnormals_kept()
+        if self.fail:
+            raise RuntimeError("a fit that fails after it started")
 
 
 @pytest.mark.parametrize("flush", [True, False])
-def test_flush_denormal_sets_the_cpu_flag_for_training(train_config, flush):
-    if not torch.set_flush_denormal(False):  # resets what an earlier test set; False: the CPU cannot flush
+def test_flush_denormal_sets_the_cpu_flag_for_training_only(train_config, flush):
+    if not torch.set_flush_denormal(False):  # False: this CPU cannot flush
         pytest.skip("this CPU has no flush-to-zero support")
     probe = DenormalProbe()
     try:
         cfg = train_config("model=gan", f"model.flush_denormal={flush}", "trainer.max_steps=2")
         train(cfg, extra_callbacks=[probe])
+        assert probe.kept is not flush
+        assert subnormals_kept()  # cleared when the fit ended: other code in the process keeps IEEE floats
+        failing = DenormalProbe(fail=True)
+        with pytest.raises(RuntimeError, match="fails after it started"):  # a failed fit clears it too
+            train(cfg, extra_callbacks=[failing])
+        assert failing.kept is not flush and subnormals_kept()
     finally:
         torch.set_flush_denormal(False)
-    assert probe.kept is not flush
 
 
 class HostSyncs(TorchFunctionMode):

@@ -338,12 +338,13 @@ class AdversarialModule(pl.LightningModule):
         channels-last weights (conv nets; other parameters are unchanged), then ``torch.compile`` of each net in
         place (``nn.Module.compile``: the state dict keys, hence checkpoints, stay those of the plain nets).
 
-        ``flush_denormal`` makes the CPU treat floats below 1.2e-38 as 0 (``torch.set_flush_denormal``; it stays
-        set for the process). Near one-hot outputs (a table GAN's Gumbel-softmax at tau 0.2) fill the nets with
-        such numbers as training sharpens them, and CPUs compute on them many times slower: after 4 000 iterations
-        on diamonds, one forward and backward pass of G and D took 50 ms, 15 ms with flushing. GPUs are not affected."""
+        ``flush_denormal`` makes the CPU treat floats below 1.2e-38 as 0 (``torch.set_flush_denormal``) until the
+        fit ends (:meth:`release_flush_denormal`). Near one-hot outputs (a table GAN's Gumbel-softmax at tau 0.2)
+        fill the nets with such numbers as training sharpens them, and CPUs compute on them many times slower:
+        after 4 000 iterations on diamonds, one forward and backward pass of G and D took 50 ms, 15 ms with
+        flushing. GPUs are not affected."""
         if self.flush_denormal:
-            torch.set_flush_denormal(True)  # False (and nothing done) on CPUs without the instruction for it
+            self._flushing = torch.set_flush_denormal(True)  # False (nothing done) on CPUs without the instruction
         nets = [*self.generator_player(), *self.discriminator_player()]
         if self.channels_last:
             for net in nets:
@@ -351,6 +352,16 @@ class AdversarialModule(pl.LightningModule):
         if self.compile_nets:
             for net in nets:
                 net.compile()
+
+    def release_flush_denormal(self) -> None:
+        """Subnormal floats back to normal for the rest of the process (the default the fit started from), after a
+        fit with ``flush_denormal``: Lightning's teardown calls it, and ``pipeline.train`` also when a fit fails."""
+        if getattr(self, "_flushing", False):
+            torch.set_flush_denormal(False)
+            self._flushing = False
+
+    def teardown(self, stage: str) -> None:
+        self.release_flush_denormal()
 
     def on_train_start(self) -> None:
         # Restored here, right before the loop, so nothing between loading and training draws from it.
