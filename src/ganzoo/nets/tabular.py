@@ -93,9 +93,9 @@ class TabularGenerator(nn.Module):
             width += out
         self.body = nn.Sequential(*blocks)
         self.head = nn.Linear(width, sum(w for _, w in self.spans))
-        # Every span is activated by a few ops over the whole row, whatever the number of spans (one op per span
-        # made a wide table's G step several times slower): a mask of the tanh units, and for the softmax units
-        # their positions and the index of their span, for one segmented softmax.
+        # Every span is activated by a few ops over the whole row, however many spans a table has (Sberbank's make
+        # hundreds; on Adult's 21 the step time was the same either way): a mask of the tanh units, and for the
+        # softmax units their positions and the index of their span, for one segmented softmax.
         kinds = [kind for kind, width in self.spans for _ in range(width)]
         spans_of_units = [i for i, (kind, width) in enumerate(self.spans) if kind == "softmax" for _ in range(width)]
         segment = torch.unique(torch.tensor(spans_of_units, dtype=torch.long), return_inverse=True)[1]
