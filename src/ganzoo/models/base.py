@@ -77,6 +77,7 @@ class AdversarialModule(pl.LightningModule):
         self.grad_clip_g, self.grad_clip_d = grad_clip_g, grad_clip_d
         self.compile_nets, self.channels_last = compile, channels_last  # not self.compile: nn.Module's method
         self.flush_denormal = flush_denormal
+        self._flushing = False  # whether this fit set the flag (it is cleared at the end of the fit)
         self.lr_decay = check_ramp(lr_decay, "lr_decay", with_final=True)
         self.gen_step = 0  # generator iterations done
         self.disc_step = 0  # critic iterations done
@@ -356,7 +357,7 @@ class AdversarialModule(pl.LightningModule):
     def release_flush_denormal(self) -> None:
         """Subnormal floats back to normal for the rest of the process (the default the fit started from), after a
         fit with ``flush_denormal``: Lightning's teardown calls it, and ``pipeline.train`` also when a fit fails."""
-        if getattr(self, "_flushing", False):
+        if self._flushing:
             torch.set_flush_denormal(False)
             self._flushing = False
 
