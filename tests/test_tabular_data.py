@@ -168,6 +168,7 @@ def sberbank_like(rows: int, seed: int = 0) -> pd.DataFrame:
             "state": rng.integers(1, 5, rows).astype(float),
             "product_type": rng.choice(["Investment", "OwnerOccupier"], rows, p=[0.64, 0.36]),
             "sub_area": rng.choice([f"District {i}" for i in range(20)], rows),
+            "raion_popul": 0,  # below: a district's population, as the real file's district columns are
             "ID_metro": rng.integers(1, 40, rows),
             "ID_railroad_station_walk": rng.integers(1, 30, rows).astype(float),
             **{flag: rng.choice(["no", "yes"], rows, p=[0.9, 0.1]) for flag in FLAGS},
@@ -176,6 +177,7 @@ def sberbank_like(rows: int, seed: int = 0) -> pd.DataFrame:
             "price_doc": (rng.lognormal(15.6, 0.6, rows)).round(-3).astype(np.int64),
         }
     )
+    table["raion_popul"] = table["sub_area"].str.split().str[1].astype(int) * 7919 + 2546
     # Blocks of NaN as in the real file (early rows lack the building details).
     for column in ("life_sq", "material", "build_year", "num_room", "state"):
         table.loc[: rows // 4, column] = np.nan
@@ -194,6 +196,7 @@ def test_sberbank_preset_loads_a_table_of_its_shape(tmp_path):
     categorical = ["product_type", "sub_area", "ecology", *FLAGS, "material", "state", "num_room", "ID_metro"]
     assert all(kinds[c] == "categorical" for c in [*categorical, "ID_railroad_station_walk"])
     assert module.schema.log1p == ["price_doc"] and module.schema.target == "price_doc"
+    assert {name: column.source for name, column in module.transformer.derived.items()} == {"raion_popul": "sub_area"}
     x, cond = next(iter(module.train_dataloader()))
     assert x.shape == (64, module.transformer.output_dim) and x.dtype == torch.float32 and torch.isfinite(x).all()
     assert cond.dtype == torch.int64 and set(cond.tolist()) <= {0, 1} and module.num_classes == 2
@@ -271,3 +274,43 @@ def test_a_spike_gets_an_exact_mode_that_decodes_to_its_value(tables):
     plain.fit(x, rng)
     assert (plain.stds > 0).all()
     assert np.mean(plain.decode(encoded, "argmax", rng) == 0) < 0.5 * np.mean(x == 0)
+
+
+def test_a_column_that_is_a_function_of_a_category_is_looked_up_not_modelled(tables):
+    # Adult's education-num is a code of education. Modelled apart, generated rows paired them wrongly (a
+    # detector's strongest signal); derived, every decoded row pairs them as the training rows do.
+    table = tables["adult"]
+    truth = table.groupby("education")["education-num"].first()
+    schema = infer_schema(table, continuous=["education-num"])
+    rng = np.random.default_rng(0)
+
+    def decode_random_rows(transformer: TableTransformer) -> pd.DataFrame:
+        encoded = rng.uniform(-1, 1, (500, transformer.output_dim))  # any output G may give
+        for span in transformer.output_info:
+            if span.kind == SOFTMAX:
+                encoded[:, span.slice] = rng.dirichlet(np.ones(span.width), 500)
+        return transformer.inverse_transform(encoded)
+
+    derived = TableTransformer(schema, gmm_max_rows=500).fit(table)
+    assert {name: column.source for name, column in derived.derived.items()} == {"education-num": "education"}
+    assert "education-num" not in {span.column for span in derived.output_info}
+    back = decode_random_rows(derived)
+    assert (back["education-num"] == back["education"].map(truth)).all()
+    assert back["education-num"].dtype == table["education-num"].dtype and list(back.columns) == list(table.columns)
+    state = TableTransformer.from_state_dict(derived.state_dict())
+    pd.testing.assert_frame_equal(state.inverse_transform(derived.transform(table)), table)
+    # Modelled (switched off, or the column is one the model must see): the pairing is G's to get right.
+    for modelled in (
+        TableTransformer(schema, gmm_max_rows=500, derive_functions=False).fit(table),
+        TableTransformer(schema, gmm_max_rows=500, never_derive=["education-num"]).fit(table),
+    ):
+        assert not modelled.derived and "education-num" in {span.column for span in modelled.output_info}
+        back = decode_random_rows(modelled)
+        assert (back["education-num"] != back["education"].map(truth)).mean() > 0.5
+
+
+def test_a_column_with_a_category_per_row_is_no_source(tables):
+    # Every column is a function of a row id; deriving from one would copy training rows.
+    table = tables["adult"].assign(row_id=[f"r{i}" for i in range(ROWS)])
+    transformer = TableTransformer(infer_schema(table, categorical=["row_id"]), gmm_max_rows=500).fit(table)
+    assert list(transformer.derived) == ["education-num"]

@@ -57,6 +57,7 @@ class TabularDataModule(pl.LightningDataModule):
         mode_weight_threshold: float = 0.005,
         gmm_max_rows: int = 5000,
         mode_atom_share: float | None = 0.05,
+        derive_functions: bool = True,
         condition_on: str | None = None,
         batch_size: int = 500,
         seed: int = 0,
@@ -83,6 +84,8 @@ class TabularDataModule(pl.LightningDataModule):
             mode_weight_threshold=mode_weight_threshold,
             gmm_max_rows=gmm_max_rows,
             mode_atom_share=mode_atom_share,
+            derive_functions=derive_functions,
+            never_derive=[condition_on] if condition_on else [],
             seed=seed,
         )
         self.condition_on, self.batch_size, self.seed = condition_on, batch_size, seed

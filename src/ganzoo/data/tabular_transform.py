@@ -16,6 +16,10 @@ of their own; and the mode is sampled only among modes within 4 sigma of the val
 Decoded numbers are clipped to the column's training range, as SDV does by default: a mode's tails (4 sigma
 each way) reach past it, and a strictly positive column such as a price must not come back negative.
 
+Functional dependencies: a column that is a function of one categorical column on the training split (Adult's
+education-num of education) is not encoded; decoding looks its value up from the decoded category
+(``derive_functions``, :func:`functional_dependencies`).
+
 Missing values: a numeric column gets a 2-way (observed, missing) softmax span and the training mean in
 its scalar slot, and is NaN again after decoding; a categorical column gets an explicit missing category.
 Decoding a softmax span *samples* from its probabilities by default: an argmax would never emit a
@@ -25,6 +29,7 @@ category that is rarely the most probable one, and rare categories would vanish 
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -407,6 +412,54 @@ class CategoricalColumn:
 
 Column = ContinuousColumn | DatetimeColumn | CategoricalColumn
 
+MIN_ROWS_PER_SOURCE_CATEGORY = 10  # a dependency counts when the source's categories average this many rows
+
+
+def functional_dependencies(df: pd.DataFrame, schema: Schema, never: Sequence[str] = ()) -> dict[str, str]:
+    """``{column: source}`` for every column that is a function of one categorical column on ``df``: each category
+    of the source (missing included) occurs with one value of the column (NaN included) in every row.
+
+    Sources are tried from the fewest categories up; a column derived from one source is not a source itself, and
+    a column that is a source keeps its own model. A source whose categories average fewer than
+    ``MIN_ROWS_PER_SOURCE_CATEGORY`` rows is not tried: with one row per category everything is a function of it.
+    Date columns and the columns in ``never`` are always modelled.
+    """
+    codes = {name: pd.factorize(df[name], use_na_sentinel=False)[0] for name in schema.columns}
+    width = {name: int(c.max()) + 1 if len(c) else 0 for name, c in codes.items()}
+    sources = sorted(schema.of_kind(CATEGORICAL), key=lambda name: width[name])
+    derived: dict[str, str] = {}
+    for source in sources:
+        if source in derived or width[source] * MIN_ROWS_PER_SOURCE_CATEGORY > len(df):
+            continue
+        for name, kind in schema.kinds.items():
+            if name == source or name in derived or name in never or kind == DATETIME or name in derived.values():
+                continue
+            pairs = np.unique(codes[source].astype(np.int64) * width[name] + codes[name])
+            if len(pairs) == width[source]:
+                derived[name] = source
+    return derived
+
+
+class DerivedColumn:
+    """A column that is a function of a categorical column on the training split (Adult's education-num of
+    education; Sberbank's district figures of sub_area): not modelled, its decoded value is looked up from the
+    category decoded for the source. Generated rows then keep the dependency exactly, which a model of both columns
+    only approximates (on Adult, the education/education-num pair was the largest signal a detector used)."""
+
+    def __init__(self, name: str, source: str) -> None:
+        self.name, self.source = name, source
+
+    def fit(self, series: pd.Series, source_index: np.ndarray, width: int) -> None:
+        self.dtype = series.dtype
+        _, first = np.unique(source_index, return_index=True)
+        self.values = series.to_numpy(dtype=object)[first].tolist()  # one per source index: every one occurs
+        if len(self.values) != width:
+            raise ValueError(f"{self.name!r}: the source {self.source!r} has categories that no row has")
+
+    def decode(self, source_index: np.ndarray) -> pd.Series:
+        values = np.asarray(self.values, dtype=object)[source_index]
+        return pd.Series(values, name=self.name, dtype=object).astype(self.dtype)
+
 
 class TableTransformer:
     """Fit on a training DataFrame; ``transform`` to a float matrix, ``inverse_transform`` back to a DataFrame.
@@ -425,6 +478,8 @@ class TableTransformer:
         gmm_max_rows: int = 5000,
         seed: int = 0,
         mode_atom_share: float | None = 0.05,
+        derive_functions: bool = True,
+        never_derive: Sequence[str] = (),
     ) -> None:
         if continuous_encoding not in SCALERS:
             raise ValueError(f"data.continuous_encoding must be one of {list(SCALERS)}, got {continuous_encoding!r}")
@@ -435,7 +490,9 @@ class TableTransformer:
             "max_rows": gmm_max_rows,
             "atom_share": mode_atom_share,
         }
-        self.columns: dict[str, Column] = {}
+        self.derive_functions, self.never_derive = derive_functions, list(never_derive)
+        self.columns: dict[str, Column] = {}  # the modelled columns, in table order
+        self.derived: dict[str, DerivedColumn] = {}
         self.output_info: list[Span] = []
         self._ranges: dict[str, slice] = {}
 
@@ -450,7 +507,9 @@ class TableTransformer:
         """Fit every column of the schema on ``df`` (the training split)."""
         self._check_columns(df)
         rng = np.random.default_rng(self.seed)
-        self.columns = {name: self._column(name, kind) for name, kind in self.schema.kinds.items()}
+        sources = functional_dependencies(df, self.schema, self.never_derive) if self.derive_functions else {}
+        modelled = {name: kind for name, kind in self.schema.kinds.items() if name not in sources}
+        self.columns = {name: self._column(name, kind) for name, kind in modelled.items()}
         self.output_info, self._ranges, start = [], {}, 0
         for name, column in self.columns.items():
             column.fit(df[name], rng)
@@ -459,6 +518,10 @@ class TableTransformer:
                 self.output_info.append(Span(name, kind, start, width))
                 start += width
             self._ranges[name] = slice(first, start)
+        self.derived = {name: DerivedColumn(name, source) for name, source in sources.items()}
+        for name, column in self.derived.items():
+            source = self.columns[column.source]
+            column.fit(df[name], source.indices(df[column.source]), source.width)
         return self
 
     @property
@@ -484,13 +547,19 @@ class TableTransformer:
         if data.ndim != 2 or data.shape[1] != self.output_dim:
             raise ValueError(f"expected an array of shape (rows, {self.output_dim}), got {data.shape}")
         rng = np.random.default_rng(self.seed if seed is None else seed)
-        return pd.DataFrame(
-            {name: column.decode(data[:, self._ranges[name]], decode, rng) for name, column in self.columns.items()}
-        )
+        table = {name: column.decode(data[:, self._ranges[name]], decode, rng) for name, column in self.columns.items()}
+        for name, column in self.derived.items():
+            table[name] = column.decode(self.columns[column.source].indices(table[column.source]))
+        return pd.DataFrame({name: table[name] for name in self.schema.columns})
 
     def indices(self, column: str, df: pd.DataFrame) -> np.ndarray:
         """Category index of every row of a categorical column (e.g. the labels of a conditional GAN)."""
         encoder = self.columns.get(column)
+        if column in self.derived:
+            raise DataError(
+                f"{column!r} is a function of {self.derived[column].source!r} on the training split, so it is "
+                f"derived, not modelled; use {self.derived[column].source!r}, or set data.derive_functions=false"
+            )
         if not isinstance(encoder, CategoricalColumn):
             raise DataError(f"{column!r} is not a categorical column; categorical: {self.schema.of_kind(CATEGORICAL)}")
         return encoder.indices(df[column])
@@ -512,7 +581,10 @@ class TableTransformer:
             "continuous_encoding": self.continuous_encoding,
             "seed": self.seed,
             "mode_options": dict(self.mode_options),
+            "derive_functions": self.derive_functions,
+            "never_derive": list(self.never_derive),
             "columns": {name: _to_plain(column) for name, column in self.columns.items()},
+            "derived": {name: _to_plain(column) for name, column in self.derived.items()},
             "output_info": [asdict(span) for span in self.output_info],
         }
 
@@ -522,6 +594,9 @@ class TableTransformer:
         transformer = cls(Schema(**state["schema"]), state["continuous_encoding"], seed=state["seed"])
         transformer.mode_options = dict(state["mode_options"])
         transformer.columns = {name: _from_plain(column) for name, column in state["columns"].items()}
+        transformer.derived = {name: _from_plain(column) for name, column in state.get("derived", {}).items()}
+        transformer.derive_functions = state.get("derive_functions", False)  # older states derived nothing
+        transformer.never_derive = list(state.get("never_derive", []))
         transformer.output_info = [Span(**span) for span in state["output_info"]]
         for span in transformer.output_info:
             first = transformer._ranges.get(span.column, span.slice).start
@@ -532,7 +607,15 @@ class TableTransformer:
 # ---- plain-data (de)serialisation of the fitted columns, for TableTransformer.state_dict -------------------------
 _STATEFUL = {
     cls.__name__: cls
-    for cls in (MinMaxScaler, StandardScaler, ModeSpecificScaler, ContinuousColumn, DatetimeColumn, CategoricalColumn)
+    for cls in (
+        MinMaxScaler,
+        StandardScaler,
+        ModeSpecificScaler,
+        ContinuousColumn,
+        DatetimeColumn,
+        CategoricalColumn,
+        DerivedColumn,
+    )
 }
 
 
