@@ -56,7 +56,7 @@ class TabularDataModule(pl.LightningDataModule):
         max_modes: int = 10,
         mode_weight_threshold: float = 0.005,
         gmm_max_rows: int = 5000,
-        mode_atom_share: float | None = 0.05,
+        mode_atom_share: float | None = 0.02,
         derive_functions: bool = True,
         condition_on: str | None = None,
         batch_size: int = 500,

@@ -144,7 +144,9 @@ class ModeSpecificScaler:
     of rows, hours-per-week 40 in 47 %) gets a mode of its own with sigma 0, which decodes to that value exactly;
     the mixture models the other values. A Gaussian mode on such a spike decodes to values around it: 45 % of a
     generated capital-gain was 0 and the rest spread over 1-10 and beyond, which a detector told from real rows
-    by that column alone. ``atom_share=None`` turns atoms off.
+    by that column alone. ``atom_share=None`` turns atoms off. At 0.05, hours-per-week kept Gaussian modes over 60,
+    35, 20, 30 and 25 hours (2-5 % of rows each), which came back as 58, 59, 36, 21, 22 hours, and a detector of that
+    column alone scored AUC 0.69; at 0.02 those are atoms too, and it scores 0.58.
     """
 
     def __init__(
@@ -152,7 +154,7 @@ class ModeSpecificScaler:
         max_modes: int = 10,
         weight_threshold: float = 0.005,
         max_rows: int = 5000,
-        atom_share: float | None = 0.05,
+        atom_share: float | None = 0.02,
     ) -> None:
         if atom_share is not None and not 0 < atom_share <= 1:
             raise ValueError(f"data.mode_atom_share must be in (0, 1] or null, got {atom_share}")
@@ -477,7 +479,7 @@ class TableTransformer:
         mode_weight_threshold: float = 0.005,
         gmm_max_rows: int = 5000,
         seed: int = 0,
-        mode_atom_share: float | None = 0.05,
+        mode_atom_share: float | None = 0.02,
         derive_functions: bool = True,
         never_derive: Sequence[str] = (),
     ) -> None:
