@@ -4,6 +4,7 @@ wall clock.
     make bench-tabular                          # 10 minutes of training each (ARGS="--minutes 30" for more)
     python bench/tabular.py --minutes 1         # a smoke test
     python bench/tabular.py --data diamonds     # the preset's settings on data=diamonds (section tabular_diamonds)
+    python bench/tabular.py --minutes 20 --set model.training_by_sampling=true --section tabular_tbs   # a variant
 
 Both learn the same training split (the data module's, train.yaml's seed 42) with the same discrete columns, and
 each gets ``--minutes`` of training loop; preprocessing (our encoder fit, CTGAN's DataTransformer) is timed apart.
@@ -85,6 +86,7 @@ def train_ours(args: argparse.Namespace, out: Path) -> tuple[list[Snapshot], dic
             "logger=csv",
             "~callbacks.progress",
             "+trainer.enable_progress_bar=false",
+            *args.set,
         ],
         out / "ours",
     )
@@ -165,9 +167,18 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=42, help="train.yaml's seed: it fixes the split and both models")
     parser.add_argument("--out", type=Path, default=ROOT / "outputs" / "bench_tabular")
     parser.add_argument("--data", choices=list(DATASETS), default="adult", help="the table (a data= preset)")
+    parser.add_argument(
+        "--set",
+        nargs="+",
+        default=[],
+        metavar="KEY=VALUE",
+        help="Hydra overrides for ours, e.g. --set model.training_by_sampling=true data.condition_on=income",
+    )
     parser.add_argument("--section", help="bench/results.md section to (re)write (default: tabular[_diamonds])")
     args = parser.parse_args()
     args.data_dir = os.environ.get("GANZOO_DATA_DIR", str(ROOT / "data"))
+    if args.set and not args.section:
+        parser.error("--set runs a variant: name its bench/results.md section with --section (e.g. tabular_tbs)")
     args.section = args.section or ("tabular" if args.data == "adult" else f"tabular_{args.data}")
     args.out.mkdir(parents=True, exist_ok=True)
 
@@ -211,8 +222,10 @@ def main() -> None:
         f"## Tables: ours vs CTGAN on {DATASETS[args.data]} (issue 8)",
         "",
         f"`python bench/tabular.py --minutes {args.minutes:g} --n {args.n}"
-        f"{'' if args.data == 'adult' else ' --data ' + args.data}` on {machine()}. Ours: "
-        f"`experiment=adult_wgan_gp{'' if args.data == 'adult' else ' data=' + args.data}` with `trainer.max_time`; "
+        f"{'' if args.data == 'adult' else ' --data ' + args.data}{' --set ' + ' '.join(args.set) if args.set else ''}`"
+        f" on {machine()}. Ours: "
+        f"`experiment=adult_wgan_gp{'' if args.data == 'adult' else ' data=' + args.data}"
+        f"{''.join(' ' + override for override in args.set)}` with `trainer.max_time`; "
         "CTGAN: `ctgan.CTGAN()` defaults, the same training "
         f"split ({len(parts['train'])} rows) and discrete columns. Each report scores {args.n} generated rows "
         f"against {len(parts['reference'])} held-out rows; *real vs real* scores {len(parts['floor'])} other held-out "
