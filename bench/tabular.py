@@ -218,14 +218,15 @@ def main() -> None:
         table.add_row(*row)
     Console().print(table)
 
+    overrides = "".join(f" {override}" for override in args.set)
     lines = [
         f"## Tables: ours vs CTGAN on {DATASETS[args.data]} (issue 8)",
         "",
         f"`python bench/tabular.py --minutes {args.minutes:g} --n {args.n}"
-        f"{'' if args.data == 'adult' else ' --data ' + args.data}{' --set ' + ' '.join(args.set) if args.set else ''}`"
+        f"{'' if args.data == 'adult' else ' --data ' + args.data}{' --set' + overrides if args.set else ''}`"
         f" on {machine()}. Ours: "
-        f"`experiment=adult_wgan_gp{'' if args.data == 'adult' else ' data=' + args.data}"
-        f"{''.join(' ' + override for override in args.set)}` with `trainer.max_time`; "
+        f"`experiment=adult_wgan_gp{'' if args.data == 'adult' else ' data=' + args.data}{overrides}` with "
+        "`trainer.max_time`; "
         "CTGAN: `ctgan.CTGAN()` defaults, the same training "
         f"split ({len(parts['train'])} rows) and discrete columns. Each report scores {args.n} generated rows "
         f"against {len(parts['reference'])} held-out rows; *real vs real* scores {len(parts['floor'])} other held-out "
