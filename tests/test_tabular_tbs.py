@@ -49,13 +49,23 @@ TBS = [
 ]
 
 
-@pytest.fixture(scope="module")
-def adult(tmp_path_factory, data_dir):
-    """The set-up Adult data module of the runs below (2000 rows, 1600 of them training rows)."""
-    cfg = compose_config([*TBS, f"paths.data_dir={data_dir}"], tmp_path_factory.mktemp("data") / "run")
+def set_up_adult(tmp_path_factory, data_dir, *overrides):
+    cfg = compose_config([*TBS, *overrides, f"paths.data_dir={data_dir}"], tmp_path_factory.mktemp("data") / "run")
     datamodule = instantiate(cfg.data)
     datamodule.setup("fit")
     return datamodule
+
+
+@pytest.fixture(scope="module")
+def adult(tmp_path_factory, data_dir):
+    """The set-up Adult data module of the runs below (2000 rows, 1600 of them training rows)."""
+    return set_up_adult(tmp_path_factory, data_dir)
+
+
+@pytest.fixture(scope="module")
+def adult_income(tmp_path_factory, data_dir):
+    """The same, conditioned on income: its batches' labels are the rows' income."""
+    return set_up_adult(tmp_path_factory, data_dir, "data.condition_on=income")
 
 
 def categorical_spans(datamodule):
@@ -75,12 +85,15 @@ class RealRowsMatchConditions(pl.Callback):
 
         def checked(batch, fake_cond):
             real, fake = critic_batches(batch, fake_cond)
-            cond = pl_module.conditions(batch)
-            assert cond is not None and cond.shape == (len(real), pl_module.sampler.cond_dim)
+            cond, classes = pl_module.conditions(batch), pl_module.num_classes
+            assert cond is not None and cond.shape == (len(real), classes + pl_module.sampler.cond_dim)
             assert fake_cond is cond and fake.shape == real.shape
             # The real rows' categorical spans side by side, in the layout of the conditional vector.
             categories = torch.cat([real[:, span.slice] for span in pl_module.cond_spans], 1)
-            assert (categories.gather(1, cond.argmax(1, keepdim=True)) == 1).all()
+            assert (categories.gather(1, cond[:, classes:].argmax(1, keepdim=True)) == 1).all()
+            if classes:  # with data.condition_on, the label one-hot in front is the real row's own label
+                label = next(s for s in pl_module.transformer.output_info if s.column == pl_module.condition_on)
+                assert torch.equal(cond[:, :classes], real[:, label.slice])
             self.checked += 1
             return real, fake
 
@@ -93,6 +106,15 @@ def trained(tmp_path_factory, data_dir):
     run = tmp_path_factory.mktemp("tbs") / "run"
     check = RealRowsMatchConditions()
     metrics = train(compose_config([*TBS, f"paths.data_dir={data_dir}"], run), [check])
+    return run, metrics, check.checked
+
+
+@pytest.fixture(scope="module")
+def trained_both(tmp_path_factory, data_dir):
+    """The same run conditioned on income as well (``data.condition_on=income``)."""
+    run = tmp_path_factory.mktemp("tbs_income") / "run"
+    check = RealRowsMatchConditions()
+    metrics = train(compose_config([*TBS, "data.condition_on=income", f"paths.data_dir={data_dir}"], run), [check])
     return run, metrics, check.checked
 
 
@@ -165,10 +187,47 @@ def test_checkpoint_alone_samples_tables_with_conditional_vectors(trained, adult
                 assert not fake[column].isna().any(), column
 
 
-def test_training_by_sampling_refuses_condition_on(train_config):
-    cfg = train_config(*TBS, "data.condition_on=income", fast=False)
-    with pytest.raises(ValueError, match=r"model.training_by_sampling=true and data.condition_on='income'"):
-        train(cfg)
+def test_vectors_drawn_for_a_label_follow_that_labels_rows(adult_income):
+    """Per-label counts: vectors drawn for the rows of one income label have the categories of that label's
+    training rows (husbands are 3 in 4 of the >50K rows and 1 in 3 of the others), not the overall mix."""
+    adult = adult_income
+    spans, (rows, labels) = categorical_spans(adult), adult.train_set.tensors[:2]
+    assert adult.num_classes == 2 and 0.1 < labels.float().mean() < 0.4  # >50K: about 1 row in 4
+    income = [span.column for span in spans].index("income")
+    spans = spans[:income] + spans[income + 1 :]  # the label column is not in the vector
+    sampler = ConditionSampler.fit(rows, spans, labels, adult.num_classes)
+    assert set(sampler.state_dict()) == {"counts", "label_counts"}
+    n, generator = 60_000, torch.Generator().manual_seed(2)
+    for label in range(adult.num_classes):
+        cond = sampler.sample_original(n, generator, labels=torch.full((n,), label))
+        own = rows[labels == label]
+        for first, span in zip(sampler.offsets.tolist(), spans, strict=True):
+            chosen = cond[:, first : first + span.width]
+            share, real = chosen[chosen.sum(1) == 1].mean(0), own[:, span.slice].mean(0)
+            assert (share - real).abs().max() < 0.05, (label, span.column, share, real)
+    with pytest.raises(ValueError, match="no counts per label"):
+        ConditionSampler.fit(rows, spans).sample_original(5, labels=torch.zeros(5, dtype=torch.long))
+
+
+def test_training_by_sampling_with_a_condition_column(trained_both, adult_income):
+    """``data.condition_on`` with training-by-sampling: the nets read the label one-hot and the vector over the
+    other categorical columns; every critic step's real rows match both (checked by the callback); a checkpoint
+    alone samples rows for a requested label whose categories follow that label's real rows."""
+    run, metrics, checked = trained_both
+    assert checked == 40 and {"g/cond", "g/adv"} <= metrics.keys()
+    assert all(math.isfinite(v) for v in metrics.values()), metrics
+    model = load_model(run / "checkpoints" / "last.ckpt")
+    assert model.condition_on == "income" and "income" not in [span.column for span in model.cond_spans]
+    assert model.generator.cond_dim == model.num_classes + model.sampler.cond_dim
+    cond = model.sample_conditions(4000)
+    assert torch.equal(model.labels_of(cond).bincount(minlength=2) > 400, torch.tensor([True, True]))
+    real = adult_income.train_table
+    for label in ("<=50K", ">50K"):
+        fake = model.sample_table(600, label=label, seed=0)
+        assert (fake["income"] == label).all() and list(fake.columns) == list(real.columns)
+    unconditional = model.sample_table(4000, seed=0)
+    share = (unconditional["income"] == ">50K").mean()
+    assert abs(share - (real["income"] == ">50K").mean()) < 0.04, share
 
 
 # ---- (3) the generator's cross-entropy term ----------------------------------------------------------------------

@@ -9,6 +9,11 @@ frequency, and the real row shown beside it is drawn among the training rows tha
 (*training-by-sampling*). For sampling with no condition asked for, the category is drawn with its empirical
 frequency, so the generated table keeps the data's proportions.
 
+Beside a label column (``data.condition_on``, whose one-hot the nets get next to the vector), the sampler made
+with ``num_labels`` also counts each slot per label, so that a vector for sampling can be drawn given the label
+asked for (:meth:`ConditionSampler.sample_original` with ``labels``): the pair then follows the data's joint
+frequencies, and rows generated for one label get the categories of that label's rows.
+
 :class:`ConditionSampler` is an ``nn.Module`` so that it moves with its model (``.to(device)``) and its
 category counts travel in the model's ``state_dict``, hence in checkpoints. The row index that
 training-by-sampling draws from is rebuilt from the data by :meth:`ConditionSampler.fit` and is not saved.
@@ -38,9 +43,10 @@ class TrainingDraw(NamedTuple):
 
 
 class ConditionSampler(nn.Module):
-    """Conditional vectors over discrete columns of the given one-hot ``widths`` (categories per column)."""
+    """Conditional vectors over discrete columns of the given one-hot ``widths`` (categories per column);
+    ``num_labels`` > 0 also keeps the slot counts of each label of a condition column (see the module docstring)."""
 
-    def __init__(self, widths: Sequence[int]) -> None:
+    def __init__(self, widths: Sequence[int], num_labels: int = 0) -> None:
         super().__init__()
         if not widths or min(widths) < 1:
             raise ValueError(f"a condition sampler needs at least one discrete column of width >= 1, got {widths}")
@@ -54,17 +60,25 @@ class ConditionSampler(nn.Module):
             grid[column, :width] = torch.arange(first, first + width)
         self.register_buffer("grid", grid, persistent=False)
         self.register_buffer("counts", torch.zeros(self.cond_dim))  # training rows of each slot (checkpointed)
+        # label_counts[y, s]: training rows of label y with slot s (checkpointed when there are labels).
+        self.num_labels = int(num_labels)
+        self.register_buffer("label_counts", torch.zeros(self.num_labels, self.cond_dim), persistent=num_labels > 0)
         # Row index of training-by-sampling: the rows of slot s are row_order[row_start[s] : row_start[s] + counts[s]].
         self.register_buffer("row_order", torch.zeros(0, dtype=torch.long), persistent=False)
         self.register_buffer("row_start", torch.zeros(self.cond_dim, dtype=torch.long), persistent=False)
 
     @classmethod
-    def fit(cls, data: Tensor, spans: Sequence[Span]) -> ConditionSampler:
+    def fit(
+        cls, data: Tensor, spans: Sequence[Span], labels: Tensor | None = None, num_labels: int = 0
+    ) -> ConditionSampler:
         """The sampler of the encoded training rows ``data`` (n, output_dim) for the discrete columns' one-hot
-        ``spans`` (softmax spans of ``TableTransformer.output_info``, one per categorical column)."""
+        ``spans`` (softmax spans of ``TableTransformer.output_info``, one per categorical column); with ``labels``
+        (n,) in ``range(num_labels)``, it also counts the slots of each label."""
         if kinds := sorted({span.kind for span in spans} - {SOFTMAX}):
             raise ValueError(f"conditional vectors are made of one-hot (softmax) spans, got spans of kind {kinds}")
-        sampler = cls([span.width for span in spans])
+        if (labels is None) != (num_labels == 0):
+            raise ValueError("pass the rows' labels together with their number num_labels > 0, or neither")
+        sampler = cls([span.width for span in spans], num_labels)
         blocks = [data[:, span.slice] for span in spans]
         if not all(torch.equal(block.sum(1), torch.ones_like(block[:, 0])) for block in blocks):
             raise ValueError("the discrete spans of the training rows are not one-hot; pass the encoded training rows")
@@ -72,6 +86,11 @@ class ConditionSampler(nn.Module):
         slots = (categories + sampler.offsets).flatten()  # row-major: row i's slots at i * columns + j
         counts = torch.bincount(slots, minlength=sampler.cond_dim)
         sampler.counts.copy_(counts)
+        if labels is not None:
+            pairs = labels.long().repeat_interleave(len(spans)) * sampler.cond_dim + slots
+            sampler.label_counts.copy_(
+                torch.bincount(pairs, minlength=num_labels * sampler.cond_dim).view_as(sampler.label_counts)
+            )
         sampler.row_order = torch.argsort(slots, stable=True) // len(spans)
         sampler.row_start = counts.cumsum(0) - counts
         return sampler.to(data.device)
@@ -87,11 +106,17 @@ class ConditionSampler(nn.Module):
         """Index into the conditional vector of category ``categories`` of discrete column ``columns``."""
         return self.offsets.to(columns.device)[columns] + categories
 
-    def _draw(self, n: int, log_frequency: bool, generator: torch.Generator | None) -> tuple[Tensor, Tensor, Tensor]:
+    def _draw(
+        self, n: int, log_frequency: bool, generator: torch.Generator | None, labels: Tensor | None = None
+    ) -> tuple[Tensor, Tensor, Tensor]:
         device = self.counts.device if generator is None else generator.device
-        weights = self.category_weights(log_frequency).to(device)
         columns = torch.randint(len(self.widths), (n,), device=device, generator=generator)
-        categories = torch.multinomial(weights[columns], 1, generator=generator).squeeze(1)
+        if labels is None:
+            weights = self.category_weights(log_frequency).to(device)[columns]
+        else:  # each row's category by the counts of its label's rows in its column
+            counts = self.label_counts.to(device)[labels.to(device).long()]
+            weights = torch.cat([counts, counts.new_zeros(n, 1)], 1).gather(1, self.grid.to(device)[columns])
+        categories = torch.multinomial(weights, 1, generator=generator).squeeze(1)
         cond = F.one_hot(self.slots(columns, categories), self.cond_dim).float()
         return cond, columns, categories
 
@@ -107,6 +132,12 @@ class ConditionSampler(nn.Module):
         picks = starts + torch.minimum(offset, counts.long() - 1)
         return TrainingDraw(cond, columns, categories, self.row_order.to(slots.device)[picks])
 
-    def sample_original(self, n: int, generator: torch.Generator | None = None) -> Tensor:
-        """``n`` conditional vectors for unconditioned sampling: column uniform, category by its training frequency."""
-        return self._draw(n, log_frequency=False, generator=generator)[0]
+    def sample_original(self, n: int, generator: torch.Generator | None = None, labels: Tensor | None = None) -> Tensor:
+        """``n`` conditional vectors for unconditioned sampling: column uniform, category by its training frequency,
+        or, given the ``labels`` (n,) of the rows, by its training frequency among the rows of each row's label."""
+        if labels is not None:
+            if not self.num_labels:
+                raise ValueError("this sampler keeps no counts per label: fit it with the rows' labels")
+            if not self.label_counts[labels.to(self.label_counts.device).long()].any(1).all():
+                raise ValueError("a label asked for has no training rows, so no categories to draw for it")
+        return self._draw(n, log_frequency=False, generator=generator, labels=labels)[0]

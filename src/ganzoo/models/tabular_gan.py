@@ -18,7 +18,13 @@ column uniform, the category by log(1 + count)). Each critic step draws these co
 loader's real rows by training rows that have the drawn categories, and G's fakes get the same conditions;
 each generator step draws afresh and adds ``g/cond``, the cross-entropy of G's logits of the chosen column
 against the chosen category (weight 1, as CTGAN). Sampling with no condition draws the vectors with the
-categories' training frequencies. It cannot be combined with ``data.condition_on``.
+categories' training frequencies.
+
+Both at once (``data.condition_on=income model.training_by_sampling=true``): the conditional vector covers the
+other categorical columns, and the nets get the label's one-hot in front of it (one float condition of width
+classes + slots). Training draws the vector as above and reads the label off the real row drawn; sampling draws
+the label from its training frequencies (or takes the one asked for) and then the vector given the label, from
+the slot counts of that label's training rows, so rows asked for one label get that label's mix of categories.
 """
 
 from __future__ import annotations
@@ -83,16 +89,15 @@ class TabularGAN(AdversarialModule):
             )
         if self.generator is not None:  # already built (a second fit on the same module)
             return
-        if self.training_by_sampling and datamodule.condition_on is not None:
-            raise ValueError(
-                f"model.training_by_sampling=true and data.condition_on={datamodule.condition_on!r} cannot be "
-                f"combined; set data.condition_on=null or model.training_by_sampling=false"
-            )
         self.condition_on, self.transformer = datamodule.condition_on, datamodule.transformer
         self._build(self.transformer.output_info, datamodule.num_classes if self.condition_on else 0)
         if self.sampler is not None:  # fitted on the encoded training rows, which it draws real rows from
-            rows = datamodule.train_set.tensors[0]
-            self.sampler = ConditionSampler.fit(rows, self.cond_spans)
+            rows, labels = datamodule.train_set.tensors[:2]
+            if self.num_classes:
+                self.sampler = ConditionSampler.fit(rows, self.cond_spans, labels, self.num_classes)
+                self.register_buffer("train_labels", labels, persistent=False)
+            else:
+                self.sampler = ConditionSampler.fit(rows, self.cond_spans)
             self.register_buffer("train_rows", rows, persistent=False)  # moves to the module's device with it
         if datamodule.batch_size % self.discriminator.pac:
             raise ValueError(
@@ -107,15 +112,22 @@ class TabularGAN(AdversarialModule):
         spans = [(span.kind, span.width) for span in output_info]
         self.num_classes = num_classes
         if self.training_by_sampling:
-            categorical = set(self.transformer.schema.of_kind(CATEGORICAL))
+            categorical = set(self.transformer.schema.of_kind(CATEGORICAL)) - {self.condition_on}
             self.cond_spans = [span for span in output_info if span.column in categorical]
             if not self.cond_spans:
-                raise ValueError("model.training_by_sampling=true needs a categorical column; this table has none")
-            self.sampler = ConditionSampler([span.width for span in self.cond_spans])  # counts: fit or checkpoint
-        cond_dim = self.sampler.cond_dim if self.sampler is not None else 0
-        self.generator = self.make_generator(spans=spans, num_classes=num_classes, cond_dim=cond_dim)
+                other = f" other than data.condition_on={self.condition_on!r}" if self.condition_on else ""
+                raise ValueError(
+                    f"model.training_by_sampling=true needs a categorical column{other}; this table has none"
+                )
+            # Counts: fitted on the training rows or restored from the checkpoint.
+            self.sampler = ConditionSampler([span.width for span in self.cond_spans], num_classes)
+        # The nets take labels (num_classes) or float vectors (cond_dim); with both, the label's one-hot is part
+        # of the vector (see :meth:`with_labels`).
+        cond_dim = num_classes + self.sampler.cond_dim if self.sampler is not None else 0
+        net_classes = 0 if cond_dim else num_classes
+        self.generator = self.make_generator(spans=spans, num_classes=net_classes, cond_dim=cond_dim)
         self.discriminator = self.make_discriminator(
-            data_dim=sum(w for _, w in spans), num_classes=num_classes, cond_dim=cond_dim
+            data_dim=sum(w for _, w in spans), num_classes=net_classes, cond_dim=cond_dim
         )
         self.register_buffer("label_freq", torch.zeros(num_classes))  # training frequency of each condition
 
@@ -126,13 +138,26 @@ class TabularGAN(AdversarialModule):
 
     def sample_conditions(self, n: int, generator: torch.Generator | None = None) -> Tensor | None:
         """Condition labels drawn from their training frequencies, or with training-by-sampling conditional
-        vectors whose categories follow the training frequencies (None when unconditional)."""
-        if self.sampler is not None:
-            return self.sampler.sample_original(n, generator)
+        vectors whose categories follow the training frequencies (None when unconditional); with both, the
+        labels' one-hots followed by vectors drawn given the labels."""
         if not self.num_classes:
-            return None
+            return None if self.sampler is None else self.sampler.sample_original(n, generator)
         freq = self.label_freq if generator is None else self.label_freq.cpu()
-        return torch.multinomial(freq, n, replacement=True, generator=generator)
+        labels = torch.multinomial(freq, n, replacement=True, generator=generator)
+        return labels if self.sampler is None else self.with_labels(labels, generator)
+
+    def with_labels(
+        self, labels: Tensor, generator: torch.Generator | None = None, cond: Tensor | None = None
+    ) -> Tensor:
+        """With both ``data.condition_on`` and training-by-sampling, the nets' condition of rows of ``labels``:
+        their one-hot, then conditional vectors ``cond`` (drawn given the labels when None)."""
+        if cond is None:
+            cond = self.sampler.sample_original(len(labels), generator, labels=labels)
+        return torch.cat([F.one_hot(labels.long(), self.num_classes).to(cond), cond], 1)
+
+    def labels_of(self, cond: Tensor) -> Tensor:
+        """The condition labels of a batch of conditions (labels, or with training-by-sampling the vectors above)."""
+        return cond[:, : self.num_classes].argmax(1) if cond.dim() == 2 else cond
 
     def sampled_batch(self, batch: Any) -> Any:
         """With training-by-sampling, a :class:`SampledBatch` as large as the loader's ``batch``: fresh conditional
@@ -141,7 +166,9 @@ class TabularGAN(AdversarialModule):
             return batch
         draw = self.sampler.sample_train(len(self.real_inputs(batch)))
         slots = self.sampler.slots(draw.columns, draw.categories)
-        return SampledBatch(self.train_rows[draw.rows.to(self.train_rows.device)], draw.cond, slots)
+        rows = draw.rows.to(self.train_rows.device)
+        cond = self.with_labels(self.train_labels[rows], cond=draw.cond) if self.num_classes else draw.cond
+        return SampledBatch(self.train_rows[rows], cond, slots)
 
     def discriminator_terms(self, batch: Any) -> dict[str, Tensor]:
         # One draw for the whole critic step: the real rows match their conditions, the fakes get the same ones.
@@ -185,13 +212,18 @@ class TabularGAN(AdversarialModule):
         rows = samples.detach().cpu().clone()
         if cond is not None and self.condition_on is not None:
             span = next(s for s in self.transformer.output_info if s.column == self.condition_on)
-            rows[:, span.slice] = F.one_hot(cond.cpu().long(), span.width).to(rows.dtype)
+            rows[:, span.slice] = F.one_hot(self.labels_of(cond).cpu().long(), span.width).to(rows.dtype)
         return self.transformer.inverse_transform(rows, decode=decode, seed=seed)
 
     def sample_table(self, n: int, label: Any = None, decode: str = "sample", seed: int | None = None) -> pd.DataFrame:
         """``n`` decoded rows; with ``label`` (a category of ``condition_on``), all generated for that category."""
-        cond = self.sample_conditions(n) if label is None else torch.full((n,), self.label_index(label))
+        cond = self.sample_conditions(n) if label is None else self.requested_conditions(n, label)
         return self.decode(self.sample(n, cond=cond), cond, decode=decode, seed=seed)
+
+    def requested_conditions(self, n: int, label: Any) -> Tensor:
+        """The conditions of ``n`` rows asked for with category ``label`` of ``condition_on``."""
+        cond = torch.full((n,), self.label_index(label), device=self.label_freq.device)
+        return cond if self.sampler is None else self.with_labels(cond)
 
     def label_index(self, label: Any) -> int:
         """The condition index of a category of ``condition_on``."""
