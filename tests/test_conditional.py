@@ -88,9 +88,11 @@ def build(model: str, *overrides: str):
     return build_model(tiny_config(model, Path("unused"), *overrides))
 
 
-def write_samples(run_dir: Path, n: int = 40) -> dict[str, np.ndarray]:
+def write_samples(run_dir: Path, n: int = 40, *overrides: str) -> dict[str, np.ndarray]:
     out = run_dir / "samples.npz"
-    cfg = compose_config([f"ckpt_path={run_dir}/checkpoints/last.ckpt", f"n={n}", f"out={out}"], run_dir, "sample")
+    cfg = compose_config(
+        [f"ckpt_path={run_dir}/checkpoints/last.ckpt", f"n={n}", f"out={out}", *overrides], run_dir, "sample"
+    )
     sample(cfg)
     assert out.with_suffix(".png").is_file()
     with np.load(out) as archive:
@@ -152,6 +154,17 @@ def test_cgan_samples_carry_labels_and_grid_rows_are_classes(trained):
     assert model.sample_fixed().shape == (100, 1, 28, 28)
     grid = Image.open(run_dir / "samples/latest.png")
     assert grid.size == (10 * 30 + 2, 10 * 30 + 2)  # 10 x 10 cells of 28 px and 2 px padding: one row per class
+
+
+def test_sample_condition_asks_every_sample_for_one_class(trained):
+    run_dir, _ = trained("cgan")
+    arrays = write_samples(run_dir, 20, "condition=3")
+    assert arrays["labels"].tolist() == [3] * 20
+    for bad in ("10", "'3'"):
+        with pytest.raises(ValueError, match="is not a class of this model; pass an integer 0-9"):
+            write_samples(run_dir, 20, f"condition={bad}")
+    with pytest.raises(ValueError, match="this checkpoint is not conditional"):
+        write_samples(trained("infogan")[0], 20, "condition=3")
 
 
 # ---- InfoGAN ------------------------------------------------------------------------------------------------

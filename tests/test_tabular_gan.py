@@ -179,6 +179,13 @@ def test_sample_cli_writes_a_csv(trained, tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     table = pd.read_csv(out)
     assert len(table) == 100 and list(table.columns) == list(real.columns)
+    assert 0 < (table["income"] == ">50K").sum() < 100  # labels drawn by their frequencies
+    # condition=<category>: every row asked for that income; a category the column lacks is a one-line error.
+    result = run_cli("sample.py", f"ckpt_path={ckpt}", "n=100", f"out={out}", "condition='>50K'")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert set(pd.read_csv(out)["income"]) == {">50K"}
+    result = run_cli("sample.py", f"ckpt_path={ckpt}", "n=100", f"out={out}", "condition=rich")
+    assert result.returncode != 0 and "'rich' is not a category of 'income'" in result.stderr
 
 
 def test_conditional_sampling_keeps_the_requested_label(trained):

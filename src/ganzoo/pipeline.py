@@ -183,6 +183,19 @@ def to_uint8(images: torch.Tensor) -> np.ndarray:
     return pixels.numpy()
 
 
+def requested_conditions(model: Any, cfg: DictConfig) -> torch.Tensor:
+    """The conditions of ``cfg.n`` samples all asked for ``cfg.condition``: a category of a table model's
+    ``condition_on`` column, or a class index of a label-conditional model."""
+    if hasattr(model, "requested_conditions"):  # tables: a category of the condition column
+        return model.requested_conditions(cfg.n, cfg.condition)
+    classes = getattr(model, "num_classes", 0) if model.sample_conditions(1) is not None else 0
+    if not classes:
+        raise ValueError(f"condition={cfg.condition!r}: this checkpoint is not conditional; drop condition=")
+    if isinstance(cfg.condition, bool) or not isinstance(cfg.condition, int) or not 0 <= cfg.condition < classes:
+        raise ValueError(f"condition={cfg.condition!r} is not a class of this model; pass an integer 0-{classes - 1}")
+    return torch.full((cfg.n,), cfg.condition, dtype=torch.long, device=model.device)
+
+
 def sample(cfg: DictConfig) -> Path:
     """Write ``cfg.n`` generated samples to ``cfg.out`` and a figure beside it: an npz with ``images`` (uint8)
     or ``sequences`` (float, (N, T, C)), plus ``labels`` for conditional models; tables go to CSV."""
@@ -190,7 +203,8 @@ def sample(cfg: DictConfig) -> Path:
         raise ValueError(f"n must be >= 1, got {cfg.n}")
     torch.manual_seed(cfg.seed)
     model = load_model(cfg.ckpt_path, map_location=cfg.device).to(cfg.device)
-    labels = model.sample_conditions(cfg.n)  # None for unconditional models
+    # None for unconditional models; with condition=<value>, every sample asked for that label
+    labels = model.sample_conditions(cfg.n) if cfg.condition is None else requested_conditions(model, cfg)
     latent = model.sample_latent(cfg.n)  # drawn here (as sample() would) so code-driven models can report codes
     images = model.sample(latent=latent, cond=labels, batch_size=cfg.batch_size)
     if hasattr(model, "decode"):  # table models: decoded rows, not images
