@@ -84,6 +84,7 @@ def train_ours(args: argparse.Namespace, out: Path) -> tuple[list[Snapshot], dic
             "trainer.max_steps=-1",
             f"+trainer.max_time=00:{budget // 3600:02d}:{budget % 3600 // 60:02d}:{budget % 60:02d}",
             "logger=csv",
+            "metrics=none",  # the benchmark scores its own snapshots; in-training scoring would eat ours' budget
             "~callbacks.progress",
             "+trainer.enable_progress_bar=false",
             *args.set,

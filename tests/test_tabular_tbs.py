@@ -46,6 +46,7 @@ TBS = [
     "logger=csv",
     "trainer.log_every_n_steps=5",
     "trainer.enable_model_summary=false",
+    "metrics=none",
 ]
 
 
