@@ -12,6 +12,7 @@ import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 from conftest import compose_config
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from scipy.stats import chisquare
 
@@ -263,7 +264,7 @@ def test_training_lowers_the_cond_term(trained):
     def cond_term() -> float:
         torch.manual_seed(0)
         cond = model.sample_conditions(1000)
-        with torch.no_grad(), model._generator_logits() as logits:
+        with torch.no_grad(), model._generator_outputs() as (logits, _rows):
             model.generate(model.sample_latent(1000), cond)
         return float(model.cond_loss(logits[-1], cond.argmax(1)))
 
@@ -273,3 +274,66 @@ def test_training_lowers_the_cond_term(trained):
             module.reset_parameters()
     initial_term = cond_term()
     assert trained_term < 0.6 * initial_term, (initial_term, trained_term)
+
+
+# ---- (4) the auxiliary label classifier (model.classifier_weight, with data.condition_on) ------------------------
+CLASSIFIED = [*[o for o in TBS if o != "model.training_by_sampling=true"], "data.condition_on=income"]
+CLASSIFIED += ["model.optimizer_d.lr=1e-3"]  # the classifier learns in D's optimizer: faster than TBS's 1e-5
+
+
+@pytest.fixture(scope="module")
+def classified(tmp_path_factory, data_dir):
+    """{classifier_weight: loaded last.ckpt} of two 40-batch income-conditioned runs alike but for the weight."""
+    models = {}
+    for weight in (0.0, 3.0):
+        run = tmp_path_factory.mktemp(f"classifier_{weight:g}") / "run"
+        overrides = [*CLASSIFIED, f"model.classifier_weight={weight}", f"paths.data_dir={data_dir}"]
+        metrics = train(compose_config(overrides, run))
+        assert ("g/classifier" in metrics) == (weight > 0) and all(math.isfinite(v) for v in metrics.values())
+        models[weight] = load_model(run / "checkpoints" / "last.ckpt").eval()
+    return models
+
+
+def test_the_label_classifier_learns_real_rows_and_steers_the_fakes_to_their_labels(classified, adult_income):
+    """The classifier learns income from the other columns of real rows (held-out accuracy above the majority
+    share), its weights are in the checkpoint and in D's optimizer, and G's term makes rows requested for >50K
+    look like >50K to it: fails if G's term ignores the requested labels or the classifier never learns."""
+    model, plain = classified[3.0], classified[0.0]
+    assert plain.classifier is None and "classifier.net.0.weight" in model.state_dict()
+    label = next(s for s in model.transformer.output_info if s.column == "income")
+    assert label.slice.start not in model.classifier.keep.tolist()  # it never reads the label itself
+    held_out = adult_income.test_table  # rows the run never trained on, with categories it knows
+    for column in model.transformer.schema.of_kind(CATEGORICAL):
+        held_out = held_out[held_out[column].isin(model.transformer.categories(column))]
+    rows = torch.from_numpy(model.transformer.transform(held_out)).float()
+    labels = torch.from_numpy(adult_income.conditions(held_out))
+    with torch.no_grad():
+        accuracy = float((model.classifier(rows).argmax(1) == labels).float().mean())
+    majority = float(labels.bincount().max() / len(labels))
+    assert accuracy > majority + 0.02, (accuracy, majority)
+
+    def share_judged(generator_model, index: int) -> float:
+        torch.manual_seed(0)
+        cond = generator_model.requested_conditions(2000, [">50K", "<=50K"][index])
+        with torch.no_grad():
+            fakes = generator_model.sample(2000, cond=cond)
+            return float((model.classifier(fakes).argmax(1) == generator_model.labels_of(cond)).float().mean())
+
+    high = model.label_index(">50K")
+    steered, unsteered = share_judged(model, 0), share_judged(plain, 0)
+    assert model.labels_of(model.requested_conditions(3, ">50K")).tolist() == [high] * 3
+    assert steered > unsteered + 0.3 and steered > 0.5, (steered, unsteered)
+    assert share_judged(model, 1) > 0.9
+
+
+def test_classifier_with_training_by_sampling_and_its_errors(tmp_path, data_dir):
+    """With training-by-sampling the classifier reads the label off the conditional vector's one-hot; without a
+    condition column, or with a negative weight, a one-line error."""
+    overrides = [*TBS, "data.condition_on=income", "model.classifier_weight=1", "trainer.max_steps=6"]
+    metrics = train(compose_config([*overrides, f"paths.data_dir={data_dir}"], tmp_path / "run"))
+    assert {"d/classifier", "g/classifier", "g/cond"} <= metrics.keys()
+    with pytest.raises(ValueError, match="classifier of the condition label: set data.condition_on"):
+        train(compose_config([*TBS, "model.classifier_weight=1", f"paths.data_dir={data_dir}"], tmp_path / "r2"))
+    with pytest.raises((ValueError, InstantiationException), match="classifier_weight must be >= 0"):
+        negative = [*CLASSIFIED, "model.classifier_weight=-1", f"paths.data_dir={data_dir}"]
+        train(compose_config(negative, tmp_path / "r3"))

@@ -29,7 +29,7 @@ the slot counts of that label's training rows, so rows asked for one label get t
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict
 from typing import Any, NamedTuple
@@ -44,6 +44,7 @@ from ganzoo.data.tabular_sampler import ConditionSampler
 from ganzoo.data.tabular_schema import CATEGORICAL
 from ganzoo.data.tabular_transform import Span, TableTransformer
 from ganzoo.models.base import AdversarialModule, repeat_conditions
+from ganzoo.nets.tabular import LabelClassifier
 
 NetFactory = Callable[..., nn.Module]
 
@@ -68,11 +69,21 @@ class TabularGAN(AdversarialModule):
     """
 
     def __init__(
-        self, generator: NetFactory, discriminator: NetFactory, training_by_sampling: bool = False, **kwargs: Any
+        self,
+        generator: NetFactory,
+        discriminator: NetFactory,
+        training_by_sampling: bool = False,
+        classifier_weight: float = 0.0,
+        classifier_hidden: Sequence[int] = (256, 256),
+        **kwargs: Any,
     ) -> None:
+        if classifier_weight < 0:
+            raise ValueError(f"model.classifier_weight must be >= 0, got {classifier_weight}")
         super().__init__(generator=None, discriminator=None, **kwargs)
         self.make_generator, self.make_discriminator = generator, discriminator
         self.training_by_sampling = training_by_sampling
+        self.classifier_weight, self.classifier_hidden = classifier_weight, list(classifier_hidden)
+        self.classifier: LabelClassifier | None = None  # the auxiliary label classifier (classifier_weight > 0)
         self.transformer: TableTransformer | None = None
         self.condition_on: str | None = None
         self.num_classes = 0  # condition classes; 0 when unconditional
@@ -130,6 +141,14 @@ class TabularGAN(AdversarialModule):
             data_dim=sum(w for _, w in spans), num_classes=net_classes, cond_dim=cond_dim
         )
         self.register_buffer("label_freq", torch.zeros(num_classes))  # training frequency of each condition
+        if self.classifier_weight > 0:
+            if not num_classes:
+                raise ValueError(
+                    "model.classifier_weight > 0 trains a classifier of the condition label: set data.condition_on"
+                )
+            label = next(s for s in output_info if s.column == self.condition_on)
+            keep = [i for i in range(sum(w for _, w in spans)) if not label.slice.start <= i < label.slice.stop]
+            self.classifier = LabelClassifier(torch.tensor(keep), num_classes, self.classifier_hidden)
 
     # ---- conditioning hooks of the loop ----------------------------------------------------------------
     def conditions(self, batch: Any) -> Tensor | None:
@@ -170,20 +189,39 @@ class TabularGAN(AdversarialModule):
         cond = self.with_labels(self.train_labels[rows], cond=draw.cond) if self.num_classes else draw.cond
         return SampledBatch(self.train_rows[rows], cond, slots)
 
+    def discriminator_player(self) -> list[nn.Module]:
+        """D, and the label classifier when there is one (it learns in D's step, from real rows only)."""
+        return [self.discriminator] + ([self.classifier] if self.classifier is not None else [])
+
     def discriminator_terms(self, batch: Any) -> dict[str, Tensor]:
-        # One draw for the whole critic step: the real rows match their conditions, the fakes get the same ones.
-        return super().discriminator_terms(self.sampled_batch(batch))
+        """The loop's critic terms (with training-by-sampling, one draw for the whole critic step: the real rows
+        match their conditions, the fakes get the same ones), plus ``classifier``: the label classifier's
+        cross-entropy on the real rows (unweighted: it moves only the classifier)."""
+        batch = self.sampled_batch(batch)
+        terms = super().discriminator_terms(batch)
+        if self.classifier is None:
+            return terms
+        labels = self.labels_of(self.conditions(batch))
+        return terms | {"classifier": F.cross_entropy(self.classifier(self.real_inputs(batch)), labels)}
 
     def generator_terms(self, batch: Any) -> dict[str, Tensor]:
         """The loop's generator terms; with training-by-sampling, for a fresh draw of conditions (as CTGAN), plus
-        ``cond``: the cross-entropy of G's logits of each row's chosen column against its chosen category."""
-        if self.sampler is None:
+        ``cond``: the cross-entropy of G's logits of each row's chosen column against its chosen category; with
+        the label classifier, plus ``classifier``: ``classifier_weight`` times its cross-entropy on the fakes
+        against the labels they were generated for."""
+        if self.sampler is None and self.classifier is None:
             return super().generator_terms(batch)
         batch = self.sampled_batch(batch)
-        with self._generator_logits() as logits:
+        with self._generator_outputs() as (logits, rows):
             terms = super().generator_terms(batch)
-        # The last logits G produced are those of the fakes the terms scored (a look-ahead generates first).
-        return terms | {"cond": self.cond_loss(logits[-1], repeat_conditions(batch.slots, self.loss.n_fakes))}
+        # The last outputs of G are those of the fakes the terms scored (a look-ahead generates first).
+        n_fakes = self.loss.n_fakes
+        if self.sampler is not None:
+            terms["cond"] = self.cond_loss(logits[-1], repeat_conditions(batch.slots, n_fakes))
+        if self.classifier is not None:
+            labels = self.labels_of(repeat_conditions(self.conditions(batch), n_fakes))
+            terms["classifier"] = self.classifier_weight * F.cross_entropy(self.classifier(rows[-1]), labels)
+        return terms
 
     def cond_loss(self, logits: Tensor, slots: Tensor) -> Tensor:
         """Mean over rows of the cross-entropy between the softmax of G's ``logits`` (n, output_dim) over the
@@ -193,15 +231,20 @@ class TabularGAN(AdversarialModule):
         return -log_probs.gather(1, slots[:, None]).mean()
 
     @contextmanager
-    def _generator_logits(self) -> Iterator[list[Tensor]]:
-        """A list that collects the logits (the output of G's ``head``, before the span activations) of every
-        forward pass of G inside the block."""
+    def _generator_outputs(self) -> Iterator[tuple[list[Tensor], list[Tensor]]]:
+        """Two lists that collect, for every forward pass of G inside the block, its logits (the output of its
+        ``head``, before the span activations) and its rows (after them)."""
         logits: list[Tensor] = []
-        handle = self.generator.head.register_forward_hook(lambda _module, _args, out: logits.append(out))
+        rows: list[Tensor] = []
+        handles = [
+            self.generator.head.register_forward_hook(lambda _module, _args, out: logits.append(out)),
+            self.generator.register_forward_hook(lambda _module, _args, out: rows.append(out)),
+        ]
         try:
-            yield logits
+            yield logits, rows
         finally:
-            handle.remove()
+            for handle in handles:
+                handle.remove()
 
     # ---- tables out --------------------------------------------------------------------------------------
     def decode(

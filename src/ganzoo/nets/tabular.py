@@ -176,3 +176,27 @@ class TabularCritic(nn.Module):
             )
         rows = with_condition(x, cond, self.num_classes, self.cond_dim)
         return self.net(rows.reshape(-1, self.pac * rows.shape[1])).squeeze(1)
+
+
+class LabelClassifier(nn.Module):
+    """Encoded row -> logits of the condition label, reading only the columns ``keep`` (every span but the
+    label's): [Linear -> LeakyReLU(0.2) -> Dropout] per hidden layer, then a linear layer of ``num_classes``.
+    The auxiliary classifier of a conditional table GAN (CTAB-GAN: Zhao et al. 2021, section 3.2)."""
+
+    def __init__(self, keep: Tensor, num_classes: int, hidden: Sequence[int] = (256, 256), dropout: float = 0.2):
+        super().__init__()
+        if num_classes < 2:
+            raise ValueError(f"a label classifier needs >= 2 classes, got {num_classes}")
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"the label classifier's dropout must be in [0, 1), got {dropout}")
+        self.register_buffer("keep", keep.long(), persistent=False)
+        layers: list[nn.Module] = []
+        width = len(keep)
+        for out in hidden:
+            layers += [nn.Linear(width, out), nn.LeakyReLU(0.2), nn.Dropout(dropout)]
+            width = out
+        layers.append(nn.Linear(width, num_classes))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, rows: Tensor) -> Tensor:
+        return self.net(rows[:, self.keep])
