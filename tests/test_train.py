@@ -69,3 +69,26 @@ def test_lr_decay_lowers_both_rates_linearly_by_generator_iteration(train_config
 def test_bad_lr_decay_is_refused_by_key(train_config, decay, message):
     with pytest.raises(InstantiationException, match=message):  # hydra wraps the model's ValueError
         train(train_config("model=gan", f"model.lr_decay={decay}"))
+
+
+def test_a_time_limited_runs_last_batch_is_the_final_one_for_every_callback(train_config, tmp_path):
+    """``trainer.max_time``: the batch that runs out of time is the one every callback sees as final (so grids,
+    metrics and best checkpoints score it), and no batch before it. Fails if Lightning's own Timer, which runs
+    after the callbacks, stops the run."""
+    import pytorch_lightning as pl
+
+    from ganzoo.models.base import is_final_batch
+
+    class Watch(pl.Callback):
+        def __init__(self) -> None:
+            self.final: list[bool] = []
+
+        def on_train_batch_end(self, trainer, *args) -> None:
+            self.final.append(is_final_batch(trainer))
+
+    watch = Watch()
+    overrides = ("model=gan", "trainer.max_steps=-1", "trainer.max_epochs=-1", "+trainer.max_time=00:00:00:02")
+    train(train_config(*overrides), [watch])
+    assert len(watch.final) > 2 and watch.final[-1] and not any(watch.final[:-1]), watch.final
+    ckpt = torch.load(tmp_path / "run/checkpoints/last.ckpt", weights_only=True)
+    assert ckpt["ganzoo"]["gen_step"] == len(watch.final)  # the last checkpoint holds the last batch

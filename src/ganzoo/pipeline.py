@@ -21,6 +21,7 @@ import torch
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.callbacks import Timer
 
 from ganzoo.callbacks.checkpoint import CheckpointError, DiskSpaceError, check_resume_checkpoint
 from ganzoo.callbacks.guard import DivergenceError
@@ -71,7 +72,13 @@ def build_model(cfg: DictConfig) -> AdversarialModule:
 def build_trainer(cfg: DictConfig, extra_callbacks: Sequence[pl.Callback] = ()) -> pl.Trainer:
     callbacks = [*extra_callbacks] + [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c is not None]
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c is not None]
-    return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    max_time = cfg.trainer.get("max_time")
+    if max_time is not None:
+        # Lightning appends its own Timer after the callbacks, so on a time-limited run's last batch they would
+        # not know it is the last (should_stop comes after them): the final grids, metrics and best checkpoints
+        # would miss its last steps. The same Timer, first, stops the run on the same batch, seen by all.
+        callbacks.insert(0, Timer(duration=max_time, interval="step"))
+    return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, max_time=None)
 
 
 def train(cfg: DictConfig, extra_callbacks: Sequence[pl.Callback] = ()) -> dict[str, float]:

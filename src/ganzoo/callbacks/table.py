@@ -22,8 +22,8 @@ log = logging.getLogger("ganzoo")
 
 
 class TableMetrics(PeriodicScorer):
-    """Every ``every_n_gen_steps`` generator iterations and on the last batch of a run limited by steps or epochs
-    (a ``trainer.max_time`` stop is not known in advance, so its last steps go unscored), decode ``n_samples`` rows
+    """Every ``every_n_gen_steps`` generator iterations and on a run's last batch (steps, epochs or
+    ``trainer.max_time`` run out: ``pipeline.build_trainer`` puts the Timer first), decode ``n_samples`` rows
     (as ``sample.py`` does, from a fixed seed in a forked RNG) and log ``val/table_quality`` (SDMetrics' overall
     score: mean of column shapes and pair trends) and ``val/detection_auc`` (cross-validated boosted trees
     telling them from real rows, with ``folds`` folds).
