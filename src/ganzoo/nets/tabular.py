@@ -18,6 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ganzoo.nets.toy import _hidden_layers
+
 SPAN_KINDS = ("softmax", "tanh", "linear")
 CRITIC_NORMS = ("layer", "none")
 
@@ -190,11 +192,7 @@ class LabelClassifier(nn.Module):
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"the label classifier's dropout must be in [0, 1), got {dropout}")
         self.register_buffer("keep", keep.long(), persistent=False)
-        layers: list[nn.Module] = []
-        width = len(keep)
-        for out in hidden:
-            layers += [nn.Linear(width, out), nn.LeakyReLU(0.2), nn.Dropout(dropout)]
-            width = out
+        layers, width = _hidden_layers(len(keep), hidden, "none", "leaky_relu", dropout)
         layers.append(nn.Linear(width, num_classes))
         self.net = nn.Sequential(*layers)
 
