@@ -327,13 +327,45 @@ def test_the_label_classifier_learns_real_rows_and_steers_the_fakes_to_their_lab
 
 
 def test_classifier_with_training_by_sampling_and_its_errors(tmp_path, data_dir):
-    """With training-by-sampling the classifier reads the label off the conditional vector's one-hot; without a
-    condition column, or with a negative weight, a one-line error."""
+    """With training-by-sampling the classifier reads the label off the conditional vector's one-hot (here with the
+    real_level loss, whose per-label level is in the checkpoint); without a condition column, with a negative
+    weight or an unknown loss, a one-line error."""
     overrides = [*TBS, "data.condition_on=income", "model.classifier_weight=1", "trainer.max_steps=6"]
-    metrics = train(compose_config([*overrides, f"paths.data_dir={data_dir}"], tmp_path / "run"))
+    overrides += ["model.classifier_loss=real_level", f"paths.data_dir={data_dir}"]
+    metrics = train(compose_config(overrides, tmp_path / "run"))
     assert {"d/classifier", "g/classifier", "g/cond"} <= metrics.keys()
+    level = load_model(tmp_path / "run" / "checkpoints" / "last.ckpt").classifier_real_ce  # both labels were seen
+    assert level.isfinite().all() and (level > 0).all(), level
+    with pytest.raises((ValueError, InstantiationException), match="classifier_loss='hinge' is not one of"):
+        train(compose_config([*overrides, "model.classifier_loss=hinge"], tmp_path / "r4"))
     with pytest.raises(ValueError, match="classifier of the condition label: set data.condition_on"):
         train(compose_config([*TBS, "model.classifier_weight=1", f"paths.data_dir={data_dir}"], tmp_path / "r2"))
     with pytest.raises((ValueError, InstantiationException), match="classifier_weight must be >= 0"):
         negative = [*CLASSIFIED, "model.classifier_weight=-1", f"paths.data_dir={data_dir}"]
         train(compose_config(negative, tmp_path / "r3"))
+
+
+def test_real_level_pushes_the_fakes_only_up_to_real_rows_recognisability(classified):
+    """``model.classifier_loss=real_level``: the running per-label loss on real rows starts at the first batch's
+    mean and moves by 1 % a batch (labels absent from a batch keep theirs); G's term is, per label, the excess of
+    the fakes' mean cross-entropy over that level, weighted by the label's share, with no gradient below it."""
+    model = classified[3.0]
+    model.classifier_loss = "real_level"
+    model.register_buffer("classifier_real_ce", torch.full((2,), float("nan")))
+    model._track_real_level(torch.tensor([1.0, 3.0, 0.5]), torch.tensor([0, 0, 1]))
+    assert model.classifier_real_ce.tolist() == [2.0, 0.5]
+    model._track_real_level(torch.tensor([4.0]), torch.tensor([0]))
+    assert model.classifier_real_ce.tolist() == pytest.approx([0.99 * 2.0 + 0.01 * 4.0, 0.5])
+
+    logits = torch.randn(6, 2, generator=torch.Generator().manual_seed(0), requires_grad=True)
+    labels = torch.tensor([0, 0, 0, 0, 1, 1])
+    losses = F.cross_entropy(logits, labels, reduction="none").detach()
+    model.classifier_real_ce.copy_(torch.tensor([losses[:4].mean() - 0.25, losses[4:].mean() + 0.25]))
+    term = model.classifier_term(logits, labels)
+    assert term.item() == pytest.approx(4 / 6 * 0.25, abs=1e-6)  # label 0 above its level by 0.25, label 1 below
+    term.backward()
+    assert logits.grad[:4].abs().sum() > 0 and logits.grad[4:].abs().sum() == 0
+    model.classifier_real_ce.fill_(float("inf"))  # every label below its level: nothing to push
+    assert float(model.classifier_term(logits, labels)) == 0.0
+    model.classifier_loss = "cross_entropy"
+    assert float(model.classifier_term(logits, labels)) == pytest.approx(float(losses.mean()))

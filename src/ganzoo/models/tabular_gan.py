@@ -47,6 +47,8 @@ from ganzoo.models.base import AdversarialModule, repeat_conditions
 from ganzoo.nets.tabular import LabelClassifier
 
 NetFactory = Callable[..., nn.Module]
+CLASSIFIER_LOSSES = ("cross_entropy", "real_level")  # model.classifier_loss: see TabularGAN.classifier_term
+REAL_LEVEL_DECAY = 0.99  # of the running per-label loss of the classifier on real rows (classifier_loss=real_level)
 
 
 class SampledBatch(NamedTuple):
@@ -75,14 +77,20 @@ class TabularGAN(AdversarialModule):
         training_by_sampling: bool = False,
         classifier_weight: float = 0.0,
         classifier_hidden: Sequence[int] = (256, 256),
+        classifier_loss: str = "cross_entropy",
         **kwargs: Any,
     ) -> None:
         if classifier_weight < 0:
             raise ValueError(f"model.classifier_weight must be >= 0, got {classifier_weight}")
+        if classifier_loss not in CLASSIFIER_LOSSES:
+            raise ValueError(
+                f"model.classifier_loss={classifier_loss!r} is not one of {list(CLASSIFIER_LOSSES)}; pick one of them"
+            )
         super().__init__(generator=None, discriminator=None, **kwargs)
         self.make_generator, self.make_discriminator = generator, discriminator
         self.training_by_sampling = training_by_sampling
         self.classifier_weight, self.classifier_hidden = classifier_weight, list(classifier_hidden)
+        self.classifier_loss = classifier_loss
         self.classifier: LabelClassifier | None = None  # the auxiliary label classifier (classifier_weight > 0)
         self.transformer: TableTransformer | None = None
         self.condition_on: str | None = None
@@ -149,6 +157,8 @@ class TabularGAN(AdversarialModule):
             label = next(s for s in output_info if s.column == self.condition_on)
             keep = [i for i in range(sum(w for _, w in spans)) if not label.slice.start <= i < label.slice.stop]
             self.classifier = LabelClassifier(torch.tensor(keep), num_classes, self.classifier_hidden)
+            if self.classifier_loss == "real_level":  # per label: the classifier's running loss on real rows
+                self.register_buffer("classifier_real_ce", torch.full((num_classes,), float("nan")))
 
     # ---- conditioning hooks of the loop ----------------------------------------------------------------
     def conditions(self, batch: Any) -> Tensor | None:
@@ -202,7 +212,20 @@ class TabularGAN(AdversarialModule):
         if self.classifier is None:
             return terms
         labels = self.labels_of(self.conditions(batch))
-        return terms | {"classifier": F.cross_entropy(self.classifier(self.real_inputs(batch)), labels)}
+        losses = F.cross_entropy(self.classifier(self.real_inputs(batch)), labels, reduction="none")
+        if self.classifier_loss == "real_level":
+            self._track_real_level(losses.detach(), labels)
+        return terms | {"classifier": losses.mean()}
+
+    def _track_real_level(self, losses: Tensor, labels: Tensor) -> None:
+        """Moves ``classifier_real_ce`` (per label) towards this batch's mean loss of the classifier on real rows of
+        that label (an exponential average, decay ``REAL_LEVEL_DECAY``; the first batch with the label sets it)."""
+        sums = torch.zeros_like(self.classifier_real_ce).index_add_(0, labels, losses)
+        counts = torch.bincount(labels, minlength=self.num_classes).to(losses.dtype)
+        means = sums / counts.clamp(min=1)
+        level = self.classifier_real_ce
+        moved = torch.where(level.isnan(), means, REAL_LEVEL_DECAY * level + (1 - REAL_LEVEL_DECAY) * means)
+        level.copy_(torch.where(counts > 0, moved, level))
 
     def generator_terms(self, batch: Any) -> dict[str, Tensor]:
         """The loop's generator terms; with training-by-sampling, for a fresh draw of conditions (as CTGAN), plus
@@ -220,8 +243,21 @@ class TabularGAN(AdversarialModule):
             terms["cond"] = self.cond_loss(logits[-1], repeat_conditions(batch.slots, n_fakes))
         if self.classifier is not None:
             labels = self.labels_of(repeat_conditions(self.conditions(batch), n_fakes))
-            terms["classifier"] = self.classifier_weight * F.cross_entropy(self.classifier(rows[-1]), labels)
+            terms["classifier"] = self.classifier_weight * self.classifier_term(self.classifier(rows[-1]), labels)
         return terms
+
+    def classifier_term(self, logits: Tensor, labels: Tensor) -> Tensor:
+        """G's classifier loss on fakes generated for ``labels`` (unweighted). ``cross_entropy``: their mean
+        cross-entropy (CTAB-GAN). ``real_level``: for each label, how far the fakes' mean cross-entropy lies above
+        the classifier's running mean on real rows of that label, zero below it, weighted by the label's share of
+        the batch: G is pushed until its rows are as recognisable as real ones, not beyond."""
+        losses = F.cross_entropy(logits, labels, reduction="none")
+        if self.classifier_loss == "cross_entropy":
+            return losses.mean()
+        counts = torch.bincount(labels, minlength=self.num_classes).to(losses.dtype)
+        means = torch.zeros_like(counts).index_add_(0, labels, losses) / counts.clamp(min=1)
+        excess = F.relu(means - self.classifier_real_ce.nan_to_num(0.0))
+        return (counts / len(labels) * excess).sum()
 
     def cond_loss(self, logits: Tensor, slots: Tensor) -> Tensor:
         """Mean over rows of the cross-entropy between the softmax of G's ``logits`` (n, output_dim) over the
