@@ -188,6 +188,7 @@ def test_every_shipped_config_passes_the_type_check(train_config):
         ["experiment=ssgan_mnist"],
         ["experiment=rcgan_waves"],
         ["experiment=adult_wgan_gp"],
+        ["experiment=adult_income"],
         ["experiment=ring", "trick=[unrolled,ema]"],
         ["model=infogan", "trick=[spectral_norm,minibatch_disc]"],
     ):

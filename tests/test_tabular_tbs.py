@@ -348,7 +348,8 @@ def test_classifier_with_training_by_sampling_and_its_errors(tmp_path, data_dir)
 def test_real_level_pushes_the_fakes_only_up_to_real_rows_recognisability(classified):
     """``model.classifier_loss=real_level``: the running per-label loss on real rows starts at the first batch's
     mean and moves by 1 % a batch (labels absent from a batch keep theirs); G's term is, per label, the excess of
-    the fakes' mean cross-entropy over that level, weighted by the label's share, with no gradient below it."""
+    the fakes' mean cross-entropy over that level, weighted by the label's share, with no gradient below it; the
+    level is measured on a fixed tenth of the training rows that the classifier never learns from."""
     model = classified[3.0]
     model.classifier_loss = "real_level"
     model.register_buffer("classifier_real_ce", torch.full((2,), float("nan")))
@@ -369,3 +370,13 @@ def test_real_level_pushes_the_fakes_only_up_to_real_rows_recognisability(classi
     assert float(model.classifier_term(logits, labels)) == 0.0
     model.classifier_loss = "cross_entropy"
     assert float(model.classifier_term(logits, labels)) == pytest.approx(float(losses.mean()))
+
+    # The rows that set the level are a fixed tenth of the training rows, never among those the classifier learns.
+    rows, labels = torch.arange(1000.0)[:, None], torch.arange(1000) % 2
+    model._split_level_rows(rows, labels)
+    level, fit = set(model.level_rows[:, 0].tolist()), set(model.fit_rows[:, 0].tolist())
+    assert len(level) == 100 and len(fit) == 900 and level.isdisjoint(fit)
+    assert (model.level_labels == model.level_rows[:, 0].long() % 2).all()
+    assert (model.fit_labels == model.fit_rows[:, 0].long() % 2).all()
+    model._split_level_rows(rows, labels)
+    assert set(model.level_rows[:, 0].tolist()) == level  # the same rows in every fit (and resumed run)

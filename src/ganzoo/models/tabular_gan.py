@@ -49,6 +49,7 @@ from ganzoo.nets.tabular import LabelClassifier
 NetFactory = Callable[..., nn.Module]
 CLASSIFIER_LOSSES = ("cross_entropy", "real_level")  # model.classifier_loss: see TabularGAN.classifier_term
 REAL_LEVEL_DECAY = 0.99  # of the running per-label loss of the classifier on real rows (classifier_loss=real_level)
+REAL_LEVEL_SHARE = 0.1  # of the training rows that the classifier never learns from and measures that level on
 
 
 class SampledBatch(NamedTuple):
@@ -118,6 +119,8 @@ class TabularGAN(AdversarialModule):
             else:
                 self.sampler = ConditionSampler.fit(rows, self.cond_spans)
             self.register_buffer("train_rows", rows, persistent=False)  # moves to the module's device with it
+        if self.classifier_loss == "real_level" and self.classifier is not None:
+            self._split_level_rows(*datamodule.train_set.tensors[:2])
         if datamodule.batch_size % self.discriminator.pac:
             raise ValueError(
                 f"data.batch_size={datamodule.batch_size} is not a multiple of "
@@ -206,16 +209,34 @@ class TabularGAN(AdversarialModule):
     def discriminator_terms(self, batch: Any) -> dict[str, Tensor]:
         """The loop's critic terms (with training-by-sampling, one draw for the whole critic step: the real rows
         match their conditions, the fakes get the same ones), plus ``classifier``: the label classifier's
-        cross-entropy on the real rows (unweighted: it moves only the classifier)."""
+        cross-entropy on the real rows (unweighted: it moves only the classifier); with ``real_level``, on as many
+        rows drawn from the training rows it learns from, while the rows it never learns from set the level."""
         batch = self.sampled_batch(batch)
         terms = super().discriminator_terms(batch)
         if self.classifier is None:
             return terms
         labels = self.labels_of(self.conditions(batch))
-        losses = F.cross_entropy(self.classifier(self.real_inputs(batch)), labels, reduction="none")
-        if self.classifier_loss == "real_level":
-            self._track_real_level(losses.detach(), labels)
-        return terms | {"classifier": losses.mean()}
+        if self.classifier_loss == "cross_entropy":
+            return terms | {"classifier": F.cross_entropy(self.classifier(self.real_inputs(batch)), labels)}
+        # real_level: the classifier learns from its own draws of the training rows it may learn from, and its level
+        # is measured on draws of the rows it never learns from (on the rows it learns from it would be overfitted).
+        fit = torch.randint(len(self.fit_labels), (len(labels),), device=labels.device)
+        loss = F.cross_entropy(self.classifier(self.fit_rows[fit]), self.fit_labels[fit])
+        held = torch.randint(len(self.level_labels), (len(labels),), device=labels.device)
+        held_labels = self.level_labels[held]
+        with torch.no_grad():
+            level_losses = F.cross_entropy(self.classifier(self.level_rows[held]), held_labels, reduction="none")
+        self._track_real_level(level_losses, held_labels)
+        return terms | {"classifier": loss}
+
+    def _split_level_rows(self, rows: Tensor, labels: Tensor) -> None:
+        """Splits the encoded training rows (with their labels) for ``classifier_loss=real_level``: a fixed random
+        ``REAL_LEVEL_SHARE`` of them (at least one) is never learned from and measures the level; the rest trains."""
+        order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(0))
+        held = max(1, round(REAL_LEVEL_SHARE * len(labels)))
+        for name, index in (("level", order[:held]), ("fit", order[held:])):
+            self.register_buffer(f"{name}_rows", rows[index], persistent=False)
+            self.register_buffer(f"{name}_labels", labels[index], persistent=False)
 
     def _track_real_level(self, losses: Tensor, labels: Tensor) -> None:
         """Moves ``classifier_real_ce`` (per label) towards this batch's mean loss of the classifier on real rows of
@@ -249,8 +270,8 @@ class TabularGAN(AdversarialModule):
     def classifier_term(self, logits: Tensor, labels: Tensor) -> Tensor:
         """G's classifier loss on fakes generated for ``labels`` (unweighted). ``cross_entropy``: their mean
         cross-entropy (CTAB-GAN). ``real_level``: for each label, how far the fakes' mean cross-entropy lies above
-        the classifier's running mean on real rows of that label, zero below it, weighted by the label's share of
-        the batch: G is pushed until its rows are as recognisable as real ones, not beyond."""
+        the classifier's running mean on real rows of that label (rows it never learned from), zero below it, weighted
+        by the label's share of the batch: G is pushed until its rows are as recognisable as real ones, not beyond."""
         losses = F.cross_entropy(logits, labels, reduction="none")
         if self.classifier_loss == "cross_entropy":
             return losses.mean()
