@@ -241,9 +241,7 @@ class TabularGAN(AdversarialModule):
     def _track_real_level(self, losses: Tensor, labels: Tensor) -> None:
         """Moves ``classifier_real_ce`` (per label) towards this batch's mean loss of the classifier on real rows of
         that label (an exponential average, decay ``REAL_LEVEL_DECAY``; the first batch with the label sets it)."""
-        sums = torch.zeros_like(self.classifier_real_ce).index_add_(0, labels, losses)
-        counts = torch.bincount(labels, minlength=self.num_classes).to(losses.dtype)
-        means = sums / counts.clamp(min=1)
+        means, counts = self._per_label_means(losses, labels)
         level = self.classifier_real_ce
         moved = torch.where(level.isnan(), means, REAL_LEVEL_DECAY * level + (1 - REAL_LEVEL_DECAY) * means)
         level.copy_(torch.where(counts > 0, moved, level))
@@ -275,10 +273,14 @@ class TabularGAN(AdversarialModule):
         losses = F.cross_entropy(logits, labels, reduction="none")
         if self.classifier_loss == "cross_entropy":
             return losses.mean()
-        counts = torch.bincount(labels, minlength=self.num_classes).to(losses.dtype)
-        means = torch.zeros_like(counts).index_add_(0, labels, losses) / counts.clamp(min=1)
+        means, counts = self._per_label_means(losses, labels)
         excess = F.relu(means - self.classifier_real_ce.nan_to_num(0.0))
         return (counts / len(labels) * excess).sum()
+
+    def _per_label_means(self, losses: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
+        """The mean of ``losses`` over the rows of each label (0 for a label with none) and the rows per label."""
+        counts = torch.bincount(labels, minlength=self.num_classes).to(losses.dtype)
+        return torch.zeros_like(counts).index_add_(0, labels, losses) / counts.clamp(min=1), counts
 
     def cond_loss(self, logits: Tensor, slots: Tensor) -> Tensor:
         """Mean over rows of the cross-entropy between the softmax of G's ``logits`` (n, output_dim) over the
