@@ -4,6 +4,7 @@ gradient, and checkpoints that sample tables alone."""
 
 from __future__ import annotations
 
+import copy
 import math
 
 import numpy as np
@@ -350,7 +351,7 @@ def test_real_level_pushes_the_fakes_only_up_to_real_rows_recognisability(classi
     mean and moves by 1 % a batch (labels absent from a batch keep theirs); G's term is, per label, the excess of
     the fakes' mean cross-entropy over that level, weighted by the label's share, with no gradient below it; the
     level is measured on a fixed tenth of the training rows that the classifier never learns from."""
-    model = classified[3.0]
+    model = copy.deepcopy(classified[3.0])  # the module-scoped fixture's model stays as trained
     model.classifier_loss = "real_level"
     model.register_buffer("classifier_real_ce", torch.full((2,), float("nan")))
     model._track_real_level(torch.tensor([1.0, 3.0, 0.5]), torch.tensor([0, 0, 1]))
