@@ -20,7 +20,7 @@ from hydra.utils import instantiate
 from PIL import Image
 
 from ganzoo.metrics.codes import classifier_error, code_accuracy_report, mapped_accuracy, match_codes
-from ganzoo.models.labelled import select_labelled
+from ganzoo.models.labelled import random_shift, select_labelled
 from ganzoo.nets.conditional import critic_features
 from ganzoo.pipeline import build_model, load_checkpoint, load_model, sample, train
 
@@ -309,6 +309,41 @@ def test_ssgan_labelled_subset_is_fixed_by_seed_with_n_per_class(mnist_batch, da
     assert not torch.equal(index, select_labelled(labels, 10, 10, seed=1))
     with pytest.raises(ValueError, match="model.labels_per_class"):
         select_labelled(labels[:50], 10, 10, seed=0)
+
+
+def _shift_between(before, after, bound):
+    """The (dy, dx) offset of the padded crop that turns ``before`` into ``after``, or None."""
+    padded = torch.nn.functional.pad(before, (bound,) * 4, value=-1.0)
+    size = before.shape[-1]
+    for dy in range(2 * bound + 1):
+        for dx in range(2 * bound + 1):
+            if torch.equal(padded[:, dy : dy + size, dx : dx + size], after):
+                return dy, dx
+    return None
+
+
+def test_labelled_shift_moves_each_labelled_image_within_the_bound(mnist_batch):
+    images, labels = mnist_batch  # MNIST in [-1, 1]: the background is -1
+    shifted = random_shift(images[:40], 2, generator=torch.Generator().manual_seed(0))
+    assert shifted.shape == images[:40].shape
+    moves = [_shift_between(a, b, 2) for a, b in zip(images[:40], shifted, strict=True)]
+    assert None not in moves, "an image was changed by more than a shift of up to 2 pixels"
+    assert len(set(moves)) > 5  # each image draws its own shift
+    assert torch.equal(random_shift(images, 0), images)
+    # the model's labelled batches are such shifts of the subset's images, with their own labels
+    gan = build("ssgan", "model.labelled_shift=2")
+    index = select_labelled(labels, 2, 10, seed=0)
+    gan.labelled_index, gan.labelled_images, gan.labelled_targets = index, images[index], labels[index]
+    drawn, targets = gan.labelled_batch()
+    assert len(drawn) == 20
+    unchanged = 0
+    for image, target in zip(drawn, targets, strict=True):
+        sources = [k for k in range(20) if _shift_between(images[index[k]], image, 2) is not None]
+        assert sources and all(labels[index[k]] == target for k in sources)
+        unchanged += any(torch.equal(images[index[k]], image) for k in sources)
+    assert unchanged < 10  # 1 in 25 shifts is (0, 0)
+    with pytest.raises(InstantiationException, match="labelled_shift"):
+        build("ssgan", "model.labelled_shift=-1")
 
 
 def test_ssgan_scores_by_logsumexp_and_never_reads_batch_labels(mnist_batch):

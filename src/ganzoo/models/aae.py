@@ -74,6 +74,7 @@ class AAE(LabelledSubset, AdversarialModule):
         reconstruction_weight: float = 1.0,
         labels_per_class: int = 10,
         labelled_batch_size: int = 100,
+        labelled_shift: int = 0,
         labelled_seed: int = 0,
         supervised_weight: float = 1.0,
         split_critic: bool = False,
@@ -123,7 +124,7 @@ class AAE(LabelledSubset, AdversarialModule):
         self.encoder = encoder(code_dim=code_dim)
         self.code_dim = code_dim
         self.reconstruction_weight, self.supervised_weight = reconstruction_weight, supervised_weight
-        self.init_labelled(labels_per_class, labelled_batch_size, labelled_seed)
+        self.init_labelled(labels_per_class, labelled_batch_size, labelled_seed, labelled_shift)
         n_fixed = len(self.fixed_noise)
         self.register_buffer("fixed_labels", torch.arange(n_fixed) * num_classes // n_fixed)
         if prior == "categorical":  # progress grids: the categorical value in blocks, one grid row per value

@@ -3,6 +3,9 @@
 ``labels_per_class`` training examples of each class are chosen by ``labelled_seed`` when training starts and
 kept in buffers (indices, images, labels), so every checkpoint holds them and a resumed run keeps its subset.
 Nothing else in those models reads a label: the real batches of the loop are used without theirs.
+``labelled_shift`` > 0 moves each drawn labelled image by a random whole number of pixels, up to that many in
+each direction (the border filled with the background), so 100 labels cover more of the translations the
+unlabelled data shows; 0 (the default) gives the images as they are.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 _LABELLED_BUFFERS = ("labelled_index", "labelled_images", "labelled_targets")
@@ -39,12 +43,16 @@ class LabelledSubset:
     uses_labels = True
     num_classes: int
 
-    def init_labelled(self, labels_per_class: int, labelled_batch_size: int, labelled_seed: int) -> None:
+    def init_labelled(
+        self, labels_per_class: int, labelled_batch_size: int, labelled_seed: int, labelled_shift: int = 0
+    ) -> None:
         for name, value in (("labels_per_class", labels_per_class), ("labelled_batch_size", labelled_batch_size)):
             if value < 1:
                 raise ValueError(f"model.{name} must be >= 1, got {value}")
+        if labelled_shift < 0:
+            raise ValueError(f"model.labelled_shift must be >= 0 pixels, got {labelled_shift}")
         self.labels_per_class, self.labelled_batch_size = labels_per_class, labelled_batch_size
-        self.labelled_seed = labelled_seed
+        self.labelled_seed, self.labelled_shift = labelled_seed, labelled_shift
         # Empty until setup() picks the subset from the data (or a checkpoint restores it).
         self.register_buffer("labelled_index", torch.zeros(0, dtype=torch.int64))
         self.register_buffer("labelled_images", torch.zeros(0))
@@ -81,4 +89,18 @@ class LabelledSubset:
         if self.labelled_index.numel() == 0:
             raise RuntimeError("the labelled subset is empty: setup() must run before training")
         pick = torch.randperm(len(self.labelled_targets), device=self.device)[: self.labelled_batch_size]
-        return self.labelled_images[pick], self.labelled_targets[pick]
+        images = self.labelled_images[pick]
+        if self.labelled_shift:
+            images = random_shift(images, self.labelled_shift)
+        return images, self.labelled_targets[pick]
+
+
+def random_shift(images: Tensor, max_shift: int, generator: torch.Generator | None = None) -> Tensor:
+    """Each image (N, C, H, W) moved by its own random (dy, dx) in [-max_shift, max_shift]; what moves in from
+    outside is the images' minimum (the background of MNIST-style data), nothing wraps around."""
+    n, _, height, width = images.shape
+    padded = F.pad(images, (max_shift,) * 4, value=images.min().item())
+    offsets = torch.randint(0, 2 * max_shift + 1, (2, n), generator=generator).tolist()
+    return torch.stack(
+        [padded[i, :, dy : dy + height, dx : dx + width] for i, (dy, dx) in enumerate(zip(*offsets, strict=True))]
+    )

@@ -36,6 +36,7 @@ class SSGAN(LabelledSubset, AdversarialModule):
         num_classes: int = 10,
         labels_per_class: int = 10,
         labelled_batch_size: int = 100,
+        labelled_shift: int = 0,
         labelled_seed: int = 0,
         supervised_weight: float = 1.0,
         feature_matching: bool = True,
@@ -60,7 +61,7 @@ class SSGAN(LabelledSubset, AdversarialModule):
             )
         self.num_classes = num_classes
         self.supervised_weight, self.feature_matching = supervised_weight, feature_matching
-        self.init_labelled(labels_per_class, labelled_batch_size, labelled_seed)
+        self.init_labelled(labels_per_class, labelled_batch_size, labelled_seed, labelled_shift)
 
     # ---- hooks of the base loop ----------------------------------------------------------------------------
     def discriminate(self, x: Tensor, cond: Tensor | None = None) -> Tensor:
