@@ -75,12 +75,14 @@ def test_conditional_net_requires_labels():
         LSTMDiscriminator(hidden=8, num_classes=2)(torch.randn(2, 30, 1))
 
 
+@pytest.mark.parametrize("spectral", [False, True])
 @pytest.mark.parametrize("per_step", [True, False])
-def test_double_backward_through_both_nets(per_step):
-    """WGAN-GP's penalty differentiates the critic's input gradient: needs double backward through the LSTMs."""
+def test_double_backward_through_both_nets(per_step, spectral):
+    """WGAN-GP's penalty differentiates the critic's input gradient: needs double backward through the LSTMs
+    (and the spectral branch's FFT)."""
     torch.manual_seed(0)
     gen = LSTMGenerator(latent_dim=3, hidden=8, seq_len=30, num_classes=2)
-    critic = LSTMDiscriminator(hidden=8, num_classes=2, per_step=per_step)
+    critic = LSTMDiscriminator(hidden=8, num_classes=2, per_step=per_step, spectral=spectral, seq_len=30)
     labels = torch.tensor([0, 1, 0, 1])
     z = torch.randn(4, *gen.latent_shape, requires_grad=True)
     fake = gen(z, labels)
@@ -88,8 +90,10 @@ def test_double_backward_through_both_nets(per_step):
     (grad_z,) = torch.autograd.grad(fake.sum(), z, create_graph=True)
     penalty = ((grad_x.flatten(1).norm(dim=1) - 1) ** 2).mean() + grad_z.pow(2).mean()
     penalty.backward()
-    for net in (gen, critic):
-        grads = [p.grad for p in net.lstm.parameters()]
+    # The spectral MLP's weights: its last bias cannot change an input gradient, so it gets none.
+    spectrum = [critic.spectrum[0].weight, critic.spectrum[2].weight] if spectral else []
+    for params in (list(gen.lstm.parameters()), list(critic.lstm.parameters()), *([spectrum] if spectral else [])):
+        grads = [p.grad for p in params]
         assert all(g is not None and torch.isfinite(g).all() for g in grads)
         assert sum(g.abs().sum() for g in grads) > 0
 
@@ -122,3 +126,30 @@ def test_bidirectional_critic_scores_see_the_whole_sequence(per_step):
         # Per-step, the forward LSTM's step-0 score reads x_0 only; a per-sequence score reads every step.
         sees_late, sees_early = late > 0, early > 0
         assert (sees_late, sees_early) == ((bidirectional, True) if per_step else (True, True))
+
+
+def test_spectral_critic_adds_a_phase_free_score_of_the_magnitude_spectrum():
+    """The spectral branch scores |rfft| over time: a circular shift (another phase) leaves its score alone, another
+    frequency changes it, and the critic's output is the LSTM's scores plus that one score at every step."""
+    torch.manual_seed(0)
+    steps = torch.arange(30.0)
+    wave = torch.sin(2 * torch.pi * 3 * steps / 30).view(1, 30, 1)
+    x = torch.cat([wave, wave.roll(4, dims=1), torch.sin(2 * torch.pi * 4 * steps / 30).view(1, 30, 1)])
+    labels = torch.tensor([0, 0, 0])
+    for per_step in (True, False):
+        critic = LSTMDiscriminator(hidden=8, num_classes=2, per_step=per_step, spectral=True, seq_len=30)
+        spectral = critic.spectral_score(x, labels)
+        assert torch.allclose(spectral[0], spectral[1], atol=1e-6) and (spectral[0] - spectral[2]).abs() > 1e-4
+        plain = LSTMDiscriminator(hidden=8, num_classes=2, per_step=per_step)
+        plain.load_state_dict(critic.state_dict(), strict=False)  # the same LSTM, head and embedding
+        expected = plain(x, labels) + (spectral.unsqueeze(1) if per_step else spectral)
+        assert torch.allclose(critic(x, labels), expected, atol=1e-6)
+    # Magnitudes: a sine of amplitude 0.5 at 3 cycles has one bin of 0.25 (the branch's input, before the MLP).
+    seen = []
+    critic.spectrum[0].register_forward_hook(lambda module, args, out: seen.append(args[0]))
+    critic.spectral_score(0.5 * wave, torch.tensor([1]))
+    assert torch.allclose(seen[0][0, 3], torch.tensor(0.25), atol=1e-5) and seen[0][0, :16].argmax() == 3
+    with pytest.raises(ValueError, match="seq_len"):
+        LSTMDiscriminator(hidden=8, spectral=True)
+    with pytest.raises(ValueError, match="reads 30 steps, got 24"):
+        critic(torch.randn(2, 24, 1), torch.tensor([0, 1]))

@@ -72,6 +72,12 @@ class LSTMDiscriminator(nn.Module):
     the sequence backwards and each step's score sees both: the whole sequence, not only its prefix (a
     per-step score of the forward LSTM alone judges the first steps from a few values, where no frequency
     can show yet). The per-sample score then reads the forward LSTM's last step and the backward one's first.
+
+    ``spectral``: a second branch reads the magnitude spectrum of each channel (``|rfft|`` over time, divided
+    by the length, so a sine of amplitude a has a peak of a/2) with the label embedding, through an MLP of
+    ``hidden`` units, and its one score per sample is added to every step's logit (or to the per-sample
+    one). The magnitudes ignore phase, which the data draws uniformly, and lay frequency, amplitude and
+    harmonics (a sawtooth's 1/k series) side by side, which an LSTM has to infer from the values over time.
     """
 
     def __init__(
@@ -83,6 +89,8 @@ class LSTMDiscriminator(nn.Module):
         per_step: bool = True,
         channels: int = 1,
         bidirectional: bool = False,
+        spectral: bool = False,
+        seq_len: int | None = None,
     ) -> None:
         super().__init__()
         if min(hidden, num_layers, channels) < 1:
@@ -92,13 +100,36 @@ class LSTMDiscriminator(nn.Module):
         in_features = channels + (embed_dim if self.embed is not None else 0)
         self.lstm = nn.LSTM(in_features, hidden, num_layers=num_layers, batch_first=True, bidirectional=bidirectional)
         self.head = nn.Linear(hidden * (2 if bidirectional else 1), 1)
+        self.spectrum = None
+        if spectral:
+            if seq_len is None or seq_len < 2:
+                raise ValueError(f"a spectral critic needs the sequence length (seq_len >= 2), got {seq_len}")
+            self.seq_len = seq_len
+            bins = channels * (seq_len // 2 + 1) + (embed_dim if self.embed is not None else 0)
+            self.spectrum = nn.Sequential(nn.Linear(bins, hidden), nn.LeakyReLU(0.2), nn.Linear(hidden, 1))
+
+    def spectral_score(self, x: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+        """One logit per sample (B,) from the magnitude spectrum of every channel [+ the label embedding]."""
+        if x.shape[1] != self.seq_len:
+            raise ValueError(f"this spectral critic reads {self.seq_len} steps, got {x.shape[1]}")
+        spectrum = torch.fft.rfft(x, dim=1) / x.shape[1]  # (B, T // 2 + 1, channels)
+        # sqrt(re^2 + im^2 + eps) rather than abs(): a finite gradient at a zero bin (an exact sine's other bins)
+        magnitude = (spectrum.real.square() + spectrum.imag.square() + 1e-12).sqrt().flatten(1)
+        if self.embed is not None:
+            magnitude = torch.cat([magnitude, self.embed(labels)], dim=-1)
+        return self.spectrum(magnitude).squeeze(-1)
 
     def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         if x.dim() != 3:
             raise ValueError(f"x must be (batch, steps, channels), got {tuple(x.shape)}")
         out, _ = self.lstm(_with_labels(x, self.embed, labels))
         if self.per_step:
-            return self.head(out).squeeze(-1)
-        if self.lstm.bidirectional:  # each direction's summary of the whole sequence
-            return self.head(torch.cat([out[:, -1, : self.hidden], out[:, 0, self.hidden :]], dim=-1)).squeeze(-1)
-        return self.head(out[:, -1]).squeeze(-1)
+            score = self.head(out).squeeze(-1)
+        elif self.lstm.bidirectional:  # each direction's summary of the whole sequence
+            score = self.head(torch.cat([out[:, -1, : self.hidden], out[:, 0, self.hidden :]], dim=-1)).squeeze(-1)
+        else:
+            score = self.head(out[:, -1]).squeeze(-1)
+        if self.spectrum is None:
+            return score
+        spectral = self.spectral_score(x, labels)
+        return score + (spectral.unsqueeze(1) if self.per_step else spectral)
