@@ -102,7 +102,9 @@ def random_shift(images: Tensor, max_shift: int, generator: torch.Generator | No
     k = max_shift
     padded = images.amin().expand(n, channels, height + 2 * k, width + 2 * k).clone()
     padded[..., k : k + height, k : k + width] = images
-    offsets = torch.randint(0, 2 * k + 1, (2, n), generator=generator).to(images.device)
+    # Drawn where the images are (a seeded ``generator`` draws on its own device): no host-to-device copy per batch.
+    device = images.device if generator is None else generator.device
+    offsets = torch.randint(0, 2 * k + 1, (2, n), generator=generator, device=device).to(images.device)
     rows = (offsets[0, :, None] + torch.arange(height, device=images.device))[:, None, :, None]
     cols = (offsets[1, :, None] + torch.arange(width, device=images.device))[:, None, None, :]
     index = torch.arange(n, device=images.device)[:, None, None, None]
