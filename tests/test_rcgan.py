@@ -131,6 +131,28 @@ def test_spectral_critic_trains_with_the_gradient_penalty(train_config):
     assert all(not torch.equal(a, b) for a, b in zip(before, after, strict=True))
 
 
+@pytest.mark.parametrize("loss", ["nonsaturating", "wgan_gp"])
+def test_packed_critic_trains_from_the_config(train_config, loss):
+    """`model.discriminator.pac=4`: D scores 16 / 4 packs per batch (real and fake alike), every loss sees those
+    scores, and the penalty's per-sample input gradients flow through the packing."""
+    cfg = train_config(
+        *TINY,
+        "model=rcgan",
+        f"loss={loss}",
+        "model.discriminator.pac=4",
+        "model.n_critic=2",
+        "trainer.max_steps=6",
+        fast=False,
+    )
+    model = build_model(cfg)
+    before = model.discriminator.lstm.weight_ih_l0.detach().clone()
+    trained, metrics, shapes = fit(cfg, model)
+    assert trained.discriminator.lstm.input_size == 4 * (1 + 8)  # four sequences + their label embeddings
+    assert shapes and all(s == (4, 30) for s in shapes)
+    assert all(math.isfinite(v) for v in metrics.values()) and {"d/loss", "g/loss"} <= metrics.keys()
+    assert not torch.equal(before, trained.discriminator.lstm.weight_ih_l0)
+
+
 def test_latent_sweep_shapes_and_smoothness_input(rcgan):
     sequences, positions = latent_sweep(rcgan, label=1, steps=5, span=2.0)
     assert sequences.shape == (25, 30, 1) and positions.shape == (25, 2)

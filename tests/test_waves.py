@@ -153,3 +153,26 @@ def test_spectral_critic_adds_a_phase_free_score_of_the_magnitude_spectrum():
         LSTMDiscriminator(hidden=8, spectral=True)
     with pytest.raises(ValueError, match="reads 30 steps, got 24"):
         critic(torch.randn(2, 24, 1), torch.tensor([0, 1]))
+
+
+@pytest.mark.parametrize("spectral", [False, True])
+@pytest.mark.parametrize("per_step", [True, False])
+def test_packed_critic_scores_each_pack_of_consecutive_sequences_together(per_step, spectral):
+    """PacGAN: one score per pack of `pac` consecutive samples; a pack's score depends on every member (with its
+    own label) and on no other pack; the members sit side by side, so the pack [a, b] scores unlike [b, a]."""
+    torch.manual_seed(0)
+    critic = LSTMDiscriminator(hidden=8, num_classes=2, per_step=per_step, spectral=spectral, seq_len=30, pac=2)
+    x, labels = torch.randn(6, 30, 1, requires_grad=True), torch.tensor([0, 1, 1, 1, 0, 0])
+    scores = critic(x, labels)
+    assert scores.shape == ((3, 30) if per_step else (3,))
+    (grad,) = torch.autograd.grad(scores[1].sum(), x)
+    per_sample = grad.abs().flatten(1).sum(1)
+    assert (per_sample[2:4] > 0).all() and (per_sample[[0, 1, 4, 5]] == 0).all()
+    relabelled = critic(x, torch.tensor([0, 1, 1, 0, 0, 0]))  # sample 3's label: only pack 1 moves
+    assert torch.allclose(relabelled[[0, 2]], scores[[0, 2]]) and not torch.allclose(relabelled[1], scores[1])
+    swapped = critic(x[[1, 0, 2, 3, 4, 5]], labels[[1, 0, 2, 3, 4, 5]])
+    assert not torch.allclose(swapped[0], scores[0])
+    with pytest.raises(ValueError, match=r"does not split into packs of model.discriminator.pac=2.*multiple of 2"):
+        critic(torch.randn(5, 30, 1), torch.tensor([0, 1, 0, 1, 0]))
+    with pytest.raises(ValueError, match="pac must be >= 1"):
+        LSTMDiscriminator(hidden=8, pac=0)

@@ -66,7 +66,8 @@ class LSTMGenerator(nn.Module):
 
 
 class LSTMDiscriminator(nn.Module):
-    """Sequence (B, T, channels) [+ label embedding] -> LSTM -> logits (B, T) if ``per_step`` else (B,).
+    """Sequence (B, T, channels) [+ label embedding] -> LSTM -> logits (B, T) if ``per_step`` else (B,)
+    (B / ``pac`` with packing).
 
     The per-sample score is read from the last step's hidden state. ``bidirectional``: a second LSTM reads
     the sequence backwards and each step's score sees both: the whole sequence, not only its prefix (a
@@ -78,6 +79,12 @@ class LSTMDiscriminator(nn.Module):
     ``hidden`` units, and its one score per sample is added to every step's logit (or to the per-sample
     one). The magnitudes ignore phase, which the data draws uniformly, and lay frequency, amplitude and
     harmonics (a sawtooth's 1/k series) side by side, which an LSTM has to infer from the values over time.
+
+    ``pac`` (PacGAN, Lin et al. 2018): the critic scores packs of ``pac`` consecutive samples of the batch,
+    side by side as the channels of one sequence (each with its own label embedding), and returns one score
+    per pack, (B / pac, T) or (B / pac,). A pack of fakes that all share one frequency looks unlike a pack
+    of real waves, so a generator that narrows its range is penalised, which a critic of single samples
+    cannot see. The spectral branch reads the pack's spectra side by side too.
     """
 
     def __init__(
@@ -91,13 +98,16 @@ class LSTMDiscriminator(nn.Module):
         bidirectional: bool = False,
         spectral: bool = False,
         seq_len: int | None = None,
+        pac: int = 1,
     ) -> None:
         super().__init__()
         if min(hidden, num_layers, channels) < 1:
             raise ValueError(f"hidden, num_layers, channels must be >= 1, got {hidden}, {num_layers}, {channels}")
-        self.per_step, self.hidden = per_step, hidden
+        if pac < 1:
+            raise ValueError(f"model.discriminator.pac must be >= 1, got {pac}")
+        self.per_step, self.hidden, self.pac = per_step, hidden, pac
         self.embed = _label_embedding(num_classes, embed_dim)
-        in_features = channels + (embed_dim if self.embed is not None else 0)
+        in_features = pac * (channels + (embed_dim if self.embed is not None else 0))
         self.lstm = nn.LSTM(in_features, hidden, num_layers=num_layers, batch_first=True, bidirectional=bidirectional)
         self.head = nn.Linear(hidden * (2 if bidirectional else 1), 1)
         self.spectrum = None
@@ -106,10 +116,22 @@ class LSTMDiscriminator(nn.Module):
                 raise ValueError(f"a spectral critic needs the sequence length (seq_len >= 2), got {seq_len}")
             self.seq_len = seq_len
             bins = channels * (seq_len // 2 + 1) + (embed_dim if self.embed is not None else 0)
-            self.spectrum = nn.Sequential(nn.Linear(bins, hidden), nn.LeakyReLU(0.2), nn.Linear(hidden, 1))
+            self.spectrum = nn.Sequential(nn.Linear(pac * bins, hidden), nn.LeakyReLU(0.2), nn.Linear(hidden, 1))
+
+    def _packed(self, per_sample: torch.Tensor) -> torch.Tensor:
+        """(B, ..., F) -> (B / pac, ..., pac * F): each pack's samples side by side in the last dimension."""
+        if per_sample.shape[0] % self.pac:
+            raise ValueError(
+                f"a batch of {per_sample.shape[0]} sequences does not split into packs of "
+                f"model.discriminator.pac={self.pac}; make data.batch_size a multiple of {self.pac}"
+            )
+        if self.pac == 1:
+            return per_sample
+        packs = per_sample.reshape(-1, self.pac, *per_sample.shape[1:]).movedim(1, -2)
+        return packs.flatten(-2)
 
     def spectral_score(self, x: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
-        """One logit per sample (B,) from the magnitude spectrum of every channel [+ the label embedding]."""
+        """One logit per pack (B / pac,) from the magnitude spectrum of every channel [+ the label embedding]."""
         if x.shape[1] != self.seq_len:
             raise ValueError(f"this spectral critic reads {self.seq_len} steps, got {x.shape[1]}")
         spectrum = torch.fft.rfft(x, dim=1) / x.shape[1]  # (B, T // 2 + 1, channels)
@@ -117,12 +139,12 @@ class LSTMDiscriminator(nn.Module):
         magnitude = (spectrum.real.square() + spectrum.imag.square() + 1e-12).sqrt().flatten(1)
         if self.embed is not None:
             magnitude = torch.cat([magnitude, self.embed(labels)], dim=-1)
-        return self.spectrum(magnitude).squeeze(-1)
+        return self.spectrum(self._packed(magnitude)).squeeze(-1)
 
     def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         if x.dim() != 3:
             raise ValueError(f"x must be (batch, steps, channels), got {tuple(x.shape)}")
-        out, _ = self.lstm(_with_labels(x, self.embed, labels))
+        out, _ = self.lstm(self._packed(_with_labels(x, self.embed, labels)))
         if self.per_step:
             score = self.head(out).squeeze(-1)
         elif self.lstm.bidirectional:  # each direction's summary of the whole sequence
