@@ -9,6 +9,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from PIL import Image
 
@@ -151,6 +152,23 @@ def test_packed_critic_trains_from_the_config(train_config, loss):
     assert shapes and all(s == (4, 30) for s in shapes)
     assert all(math.isfinite(v) for v in metrics.values()) and {"d/loss", "g/loss"} <= metrics.keys()
     assert not torch.equal(before, trained.discriminator.lstm.weight_ih_l0)
+
+
+def test_conv_generator_trains_from_the_config(train_config):
+    """`model.generator._target_=ganzoo.nets.conv1d.ConvSequenceGenerator` with the LSTM generator's keys: it
+    trains against the LSTM critic (its weights move, losses finite), and the per-step latent is refused."""
+    conv = ["model.generator._target_=ganzoo.nets.conv1d.ConvSequenceGenerator", "model.generator.num_layers=2"]
+    cfg = train_config(*TINY, "model=rcgan", *conv, "model.latent=per_sequence", "trainer.max_steps=4", fast=False)
+    model = build_model(cfg)
+    before = model.generator.head[0].weight.detach().clone()
+    trained, metrics, shapes = fit(cfg, model)
+    assert trained.gen_step == 2 and all(s == (16, 30) for s in shapes)
+    assert all(math.isfinite(v) for v in metrics.values()) and "g/loss" in metrics
+    assert not torch.equal(before, trained.generator.head[0].weight)
+    with pytest.raises(
+        (ValueError, InstantiationException), match="reads one latent vector per sequence.*per_sequence"
+    ):
+        build_model(train_config(*TINY, "model=rcgan", *conv, "model.latent=per_step", fast=False))
 
 
 def test_latent_sweep_shapes_and_smoothness_input(rcgan):

@@ -9,6 +9,7 @@ from conftest import compose_config
 from hydra.utils import instantiate
 
 from ganzoo.data.waves import WavesDataModule, make_waves
+from ganzoo.nets.conv1d import ConvSequenceGenerator
 from ganzoo.nets.recurrent import LSTMDiscriminator, LSTMGenerator
 
 
@@ -68,6 +69,26 @@ def test_nets_shapes(num_classes):
     assert x.shape == (3, 30, 1) and x.abs().max() < 1
     assert LSTMDiscriminator(hidden=8, num_classes=num_classes, per_step=True)(x, labels).shape == (3, 30)
     assert LSTMDiscriminator(hidden=8, num_classes=num_classes, per_step=False)(x, labels).shape == (3,)
+
+
+@pytest.mark.parametrize("seq_len", [30, 32, 7])
+def test_conv_generator_reads_one_latent_per_sequence(seq_len):
+    """The convolutional generator: (B, seq_len, channels) in [-1, 1] for any length (upsampled, then cropped),
+    from the first step of z only (a per-sequence latent is the same vector at every step), and the label."""
+    torch.manual_seed(0)
+    gen = ConvSequenceGenerator(latent_dim=5, hidden=8, num_layers=2, seq_len=seq_len, num_classes=2, channels=2)
+    assert gen.latent_shape == (seq_len, 5) and gen.base_len == -(-seq_len // 4)
+    z, labels = torch.randn(3, 1, 5).expand(3, seq_len, 5), torch.tensor([0, 1, 1])
+    x = gen(z, labels)
+    assert x.shape == (3, seq_len, 2) and x.abs().max() < 1 and x.std() > 0
+    later = z.clone()
+    later[:, 1:] = torch.randn(3, seq_len - 1, 5)  # only step 0 is read
+    assert torch.equal(gen(later, labels), x)
+    assert not torch.allclose(gen(z, torch.tensor([1, 1, 1]))[0], x[0])  # the label changes the sequence
+    with pytest.raises(ValueError, match="pass labels"):
+        gen(z)
+    with pytest.raises(ValueError, match=r"z must be \(batch, steps, 5\)"):
+        gen(torch.randn(3, seq_len, 4), labels)
 
 
 def test_conditional_net_requires_labels():

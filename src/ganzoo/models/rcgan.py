@@ -65,6 +65,11 @@ class RGAN(AdversarialModule):
             raise ValueError(f"generator reads {generator.latent_shape[1]} noise features per step, not {latent_dim}")
         if latent not in LATENTS:
             raise ValueError(f"model.latent must be one of {LATENTS}, got {latent!r}")
+        if getattr(generator, "one_latent_per_sequence", False) and latent != "per_sequence":
+            raise ValueError(
+                f"{type(generator).__name__} reads one latent vector per sequence, not model.latent={latent}: "
+                "set model.latent=per_sequence"
+            )
         self.latent = latent  # before the base builds its fixed noise with sample_latent
         super().__init__(generator, discriminator, loss, latent_dim, optimizer_g, optimizer_d, **kwargs)
 
