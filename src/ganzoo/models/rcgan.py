@@ -17,7 +17,7 @@ from torch import Tensor
 from ganzoo.losses import AdversarialLoss
 from ganzoo.models.base import AdversarialModule, OptimizerFactory
 from ganzoo.models.cgan import ClassConditional
-from ganzoo.nets.recurrent import LSTMDiscriminator, LSTMGenerator
+from ganzoo.nets.recurrent import LSTMDiscriminator, SequenceGenerator
 
 # Critic ``norm`` settings that hold for an LSTM critic without any normalisation layer: nothing couples the
 # samples of a batch, which is what ``loss=wgan_gp`` asks for when it sets ``norm: layer``.
@@ -52,7 +52,7 @@ class RGAN(AdversarialModule):
 
     def __init__(
         self,
-        generator: LSTMGenerator,
+        generator: SequenceGenerator,
         discriminator: LSTMDiscriminator,
         loss: AdversarialLoss,
         latent_dim: int,

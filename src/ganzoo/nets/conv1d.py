@@ -16,10 +16,10 @@ import math
 import torch
 from torch import nn
 
-from ganzoo.nets.recurrent import _label_embedding, _with_labels
+from ganzoo.nets.recurrent import SequenceGenerator, _with_labels
 
 
-class ConvSequenceGenerator(nn.Module):
+class ConvSequenceGenerator(SequenceGenerator):
     """z (B, seq_len, latent_dim), one vector repeated per sequence [+ label embedding] -> Linear ->
     (hidden, L0) -> ``num_layers`` x [Upsample x2 -> Conv1d(k=5) -> LeakyReLU(0.2)] -> Conv1d(k=5) -> tanh,
     cropped to (B, seq_len, channels); L0 = ceil(seq_len / 2^num_layers).
@@ -43,17 +43,9 @@ class ConvSequenceGenerator(nn.Module):
         channels: int = 1,
         tanh: bool = True,
     ) -> None:
-        super().__init__()
-        if min(latent_dim, hidden, num_layers, seq_len, channels) < 1:
-            raise ValueError(
-                f"latent_dim, hidden, num_layers, seq_len, channels must be >= 1, got "
-                f"{latent_dim}, {hidden}, {num_layers}, {seq_len}, {channels}"
-            )
-        self.latent_shape = (seq_len, latent_dim)
-        self.embed = _label_embedding(num_classes, embed_dim)
+        super().__init__(latent_dim, hidden, num_layers, seq_len, num_classes, embed_dim, channels)
         self.hidden, self.base_len = hidden, math.ceil(seq_len / 2**num_layers)
-        in_features = latent_dim + (embed_dim if self.embed is not None else 0)
-        self.project = nn.Sequential(nn.Linear(in_features, hidden * self.base_len), nn.ReLU())
+        self.project = nn.Sequential(nn.Linear(self.in_features, hidden * self.base_len), nn.ReLU())
         blocks: list[nn.Module] = []
         for _ in range(num_layers):
             blocks += [
@@ -66,8 +58,7 @@ class ConvSequenceGenerator(nn.Module):
         self.head = nn.Sequential(nn.Conv1d(hidden, channels, kernel_size=5, padding=2), last)
 
     def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        if z.dim() != 3 or z.shape[-1] != self.latent_shape[1]:
-            raise ValueError(f"z must be (batch, steps, {self.latent_shape[1]}), got {tuple(z.shape)}")
+        self.check_latent(z)
         inputs = _with_labels(z[:, :1], self.embed, labels)[:, 0]  # the first step: the sequence's one latent
         coarse = self.project(inputs).view(-1, self.hidden, self.base_len)
         out = self.head(self.blocks(coarse))[:, :, : self.latent_shape[0]]

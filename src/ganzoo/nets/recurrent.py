@@ -31,7 +31,37 @@ def _with_labels(inputs: torch.Tensor, embed: nn.Embedding | None, labels: torch
     return torch.cat([inputs, per_step], dim=-1)
 
 
-class LSTMGenerator(nn.Module):
+class SequenceGenerator(nn.Module):
+    """What every sequence generator shares: the size checks, ``latent_shape`` (seq_len, latent_dim) of one
+    sample's z (models draw z of shape (B, *latent_shape)), the label embedding, and ``in_features``, the width
+    of one step's input (latent [+ embedding])."""
+
+    def __init__(
+        self,
+        latent_dim: int,
+        hidden: int,
+        num_layers: int,
+        seq_len: int,
+        num_classes: int,
+        embed_dim: int,
+        channels: int,
+    ) -> None:
+        super().__init__()
+        if min(latent_dim, hidden, num_layers, seq_len, channels) < 1:
+            raise ValueError(
+                f"latent_dim, hidden, num_layers, seq_len, channels must be >= 1, got "
+                f"{latent_dim}, {hidden}, {num_layers}, {seq_len}, {channels}"
+            )
+        self.latent_shape = (seq_len, latent_dim)
+        self.embed = _label_embedding(num_classes, embed_dim)
+        self.in_features = latent_dim + (embed_dim if self.embed is not None else 0)
+
+    def check_latent(self, z: torch.Tensor) -> None:
+        if z.dim() != 3 or z.shape[-1] != self.latent_shape[1]:
+            raise ValueError(f"z must be (batch, steps, {self.latent_shape[1]}), got {tuple(z.shape)}")
+
+
+class LSTMGenerator(SequenceGenerator):
     """Per-step noise z (B, seq_len, latent_dim) [+ label embedding] -> LSTM -> linear -> (B, seq_len, channels)."""
 
     def __init__(
@@ -45,22 +75,12 @@ class LSTMGenerator(nn.Module):
         channels: int = 1,
         tanh: bool = True,
     ) -> None:
-        super().__init__()
-        if min(latent_dim, hidden, num_layers, seq_len, channels) < 1:
-            raise ValueError(
-                f"latent_dim, hidden, num_layers, seq_len, channels must be >= 1, got "
-                f"{latent_dim}, {hidden}, {num_layers}, {seq_len}, {channels}"
-            )
-        # The latent of one sample; models draw z of shape (B, *latent_shape).
-        self.latent_shape = (seq_len, latent_dim)
-        self.embed = _label_embedding(num_classes, embed_dim)
-        in_features = latent_dim + (embed_dim if self.embed is not None else 0)
-        self.lstm = nn.LSTM(in_features, hidden, num_layers=num_layers, batch_first=True)
+        super().__init__(latent_dim, hidden, num_layers, seq_len, num_classes, embed_dim, channels)
+        self.lstm = nn.LSTM(self.in_features, hidden, num_layers=num_layers, batch_first=True)
         self.head = nn.Sequential(nn.Linear(hidden, channels), nn.Tanh() if tanh else nn.Identity())
 
     def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        if z.dim() != 3 or z.shape[-1] != self.latent_shape[1]:
-            raise ValueError(f"z must be (batch, steps, {self.latent_shape[1]}), got {tuple(z.shape)}")
+        self.check_latent(z)
         out, _ = self.lstm(_with_labels(z, self.embed, labels))
         return self.head(out)
 
