@@ -27,7 +27,7 @@ class ConvSequenceGenerator(SequenceGenerator):
     No normalisation layer. On the waves (README, issue 7) this generator needs a packed critic: at the preset's
     rate (1e-3, with BatchNorm or without) the LSTM critic's loss stayed at chance (1.386) and the generator drew
     one wave per class; with ``model.discriminator.pac=4`` and G's rate at 2e-4 it learns, but its waves are
-    rougher than the LSTM generator's (validation MMD² 0.010-0.016; the LSTM's 0.002-0.006 at its best points).
+    rougher than the LSTM generator's (validation MMD² 0.010-0.016; seed 42's LSTM probes 0.003-0.006 at their best).
     """
 
     one_latent_per_sequence = True
