@@ -1,4 +1,4 @@
-"""A 1-D transposed-convolution generator for sequences: DCGAN's generator along time, for RGAN / RCGAN.
+"""A 1-D convolutional generator for sequences (upsampling and convolutions along time), for RGAN / RCGAN.
 
 An LSTM generator has to learn a counter to place a waveform's repeats (a sawtooth's resets) from a latent
 that does not change over time; a convolutional one builds the sequence from a short, coarse one by

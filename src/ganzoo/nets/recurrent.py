@@ -103,8 +103,9 @@ class LSTMDiscriminator(nn.Module):
     ``pac`` (PacGAN, Lin et al. 2018): the critic scores packs of ``pac`` consecutive samples of the batch,
     side by side as the channels of one sequence (each with its own label embedding), and returns one score
     per pack, (B / pac, T) or (B / pac,). A pack of fakes that all share one frequency looks unlike a pack
-    of real waves, so a generator that narrows its range is penalised, which a critic of single samples
-    cannot see. The spectral branch reads the pack's spectra side by side too.
+    of real waves, so D can penalise a generator that narrows its range, which a critic of single samples
+    sees only through each wave's density. The spectral branch reads the pack's spectra side by side too. A
+    gradient penalty still takes one norm per sequence (CTGAN takes one per pack).
     """
 
     def __init__(
