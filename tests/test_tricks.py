@@ -16,10 +16,12 @@ from hydra.errors import ConfigCompositionException, InstantiationException
 from hydra.utils import instantiate
 from torch import nn
 
+from ganzoo.data.waves import make_waves
 from ganzoo.losses import LeastSquaresLoss, MinimaxLoss
 from ganzoo.pipeline import build_model, build_trainer, load_model, train
 from ganzoo.tricks.base import StepView
 from ganzoo.tricks.minibatch_discrimination import MinibatchFeatures
+from ganzoo.tricks.mmd_matching import MMDMatching
 from ganzoo.tricks.unrolled import UnrolledGAN
 
 CONF_TRICKS = sorted(p.stem for p in (Path(__file__).parents[1] / "conf" / "trick").glob("*.yaml"))
@@ -58,7 +60,7 @@ def model_with(train_config):
 def test_all_tricks_have_a_config():
     expected = {"label_smoothing", "label_flip", "instance_noise", "feature_matching", "minibatch_disc"}
     expected |= {"historical_averaging", "vbn", "d_pretrain", "dropout_g", "ttur", "adam_g_sgd_d"}
-    expected |= {"unrolled", "ema", "spectral_norm", "r1"}
+    expected |= {"unrolled", "ema", "spectral_norm", "r1", "mmd_matching"}
     assert expected <= set(CONF_TRICKS)
 
 
@@ -201,6 +203,67 @@ def test_feature_matching_replaces_g_loss_with_mean_feature_distance(model_with)
 def test_feature_matching_rejects_an_unknown_layer(model_with):
     with pytest.raises((ValueError, InstantiationException), match="layer='net.99'"):
         model_with("trick=[feature_matching]", "trick.feature_matching.layer=net.99")
+
+
+# ---- MMD matching ------------------------------------------------------------------------------------------
+def _view(real, fake, cond=None, fake_cond=None) -> StepView:
+    return StepView(None, real, fake, cond, fake_cond, lambda x: x)
+
+
+def test_mmd_matching_compares_within_each_class_when_labels_are_the_condition():
+    """Fakes that are the real sines and sawtooths with their labels swapped: the same set as the real batch,
+    so the whole-batch MMD^2 is that of a set with itself (<= 0 for this estimator), but per class it
+    compares sines with sawtooths and is large."""
+    x, y, _ = make_waves(64, seed=0)
+    per_class, whole = MMDMatching(features=["spectrum"]), MMDMatching(features=["spectrum"], per_class=False)
+    swapped = _view(x, x.clone(), y, 1 - y)
+    term = lambda trick, view: trick.g_terms(None, view, {"adv": torch.tensor(0.5)})["mmd"].item()
+    assert term(whole, swapped) <= 0
+    assert term(per_class, swapped) > 0.03
+    assert term(per_class, _view(x, x.clone(), y, y)) <= 0  # labels kept: each class against itself
+    weighted = MMDMatching(features=["spectrum"], weight=3.0).g_terms(None, swapped, {"adv": torch.tensor(0.5)})
+    assert weighted["adv"].item() == 0.5
+    assert weighted["mmd"].item() == pytest.approx(3 * term(per_class, swapped), rel=1e-5)
+    one_each = _view(x[[0, 70]], x[[0, 70]], y[[0, 70]], y[[0, 70]])  # a class needs 2 real and 2 fake samples
+    assert "mmd" not in per_class.g_terms(None, one_each, {})
+
+
+def test_mmd_matching_spectrum_ignores_the_phase_and_raw_does_not():
+    """Waves with whole cycles per window, shifted in time: the same magnitude spectra, other raw values."""
+    t = torch.arange(30) / 30
+    freq = torch.randint(1, 6, (64, 1), generator=torch.Generator().manual_seed(0)).float()
+    real = torch.sin(2 * math.pi * freq * t).unsqueeze(-1)
+    shifted = real.roll(7, dims=1)
+    spectrum, raw = MMDMatching(features=["spectrum"]), MMDMatching(features=["raw"])
+    # distance(real, real) is the estimator's value for identical sets (slightly below 0)
+    assert spectrum.distance(real, shifted).item() == pytest.approx(spectrum.distance(real, real).item(), abs=1e-4)
+    assert raw.distance(real, shifted).item() > raw.distance(real, real).item() + 0.05
+    both = MMDMatching(features=["raw", "spectrum"]).distance(real, shifted).item()
+    assert both == pytest.approx(raw.distance(real, shifted).item() + spectrum.distance(real, shifted).item(), rel=1e-5)
+
+
+def test_mmd_matching_gradient_pulls_fakes_towards_the_real_set():
+    """Gradient descent on the fakes themselves through the term: a narrowed set (one frequency) spreads out
+    towards the real frequencies, in the spectrum and in raw values."""
+    x, y, _ = make_waves(32, seed=1, shapes=("sine",))
+    fake = (x[:1] + 0.05 * torch.randn(32, 30, 1, generator=torch.Generator().manual_seed(0))).requires_grad_(True)
+    trick = MMDMatching(features=["raw", "spectrum"])
+    start = trick.distance(x, fake.detach()).item()
+    opt = torch.optim.Adam([fake], lr=0.02)
+    for _ in range(150):
+        opt.zero_grad()
+        trick.g_terms(None, _view(x, fake, y, y), {})["mmd"].backward()
+        opt.step()
+    assert trick.distance(x, fake.detach()).item() < 0.3 * start
+
+
+def test_mmd_matching_rejects_bad_settings():
+    with pytest.raises(ValueError, match="features must be a non-empty list"):
+        MMDMatching(features=["fft"])
+    with pytest.raises(ValueError, match=r"weight must be > 0"):
+        MMDMatching(weight=0)
+    with pytest.raises(ValueError, match=r"needs sequences .* use features=\[raw\]"):
+        MMDMatching(features=["spectrum"]).distance(images(4), images(4, 1))
 
 
 # ---- minibatch discrimination ------------------------------------------------------------------------------

@@ -31,6 +31,15 @@ def _with_labels(inputs: torch.Tensor, embed: nn.Embedding | None, labels: torch
     return torch.cat([inputs, per_step], dim=-1)
 
 
+def magnitude_spectrum(x: torch.Tensor) -> torch.Tensor:
+    """|rfft| over time of (batch, steps, channels), divided by the length: (batch, (steps // 2 + 1) * channels).
+
+    sqrt(re^2 + im^2 + eps) rather than abs(): a finite gradient at a zero bin (an exact sine's other bins).
+    """
+    spectrum = torch.fft.rfft(x, dim=1) / x.shape[1]
+    return (spectrum.real.square() + spectrum.imag.square() + 1e-12).sqrt().flatten(1)
+
+
 class SequenceGenerator(nn.Module):
     """What every sequence generator shares: the size checks, ``latent_shape`` (seq_len, latent_dim) of one
     sample's z (models draw z of shape (B, *latent_shape)), the label embedding, and ``in_features``, the width
@@ -155,9 +164,7 @@ class LSTMDiscriminator(nn.Module):
         """One logit per pack (B / pac,) from the magnitude spectrum of every channel [+ the label embedding]."""
         if x.shape[1] != self.seq_len:
             raise ValueError(f"this spectral critic reads {self.seq_len} steps, got {x.shape[1]}")
-        spectrum = torch.fft.rfft(x, dim=1) / x.shape[1]  # (B, T // 2 + 1, channels)
-        # sqrt(re^2 + im^2 + eps) rather than abs(): a finite gradient at a zero bin (an exact sine's other bins)
-        magnitude = (spectrum.real.square() + spectrum.imag.square() + 1e-12).sqrt().flatten(1)
+        magnitude = magnitude_spectrum(x)
         if self.embed is not None:
             magnitude = torch.cat([magnitude, self.embed(labels)], dim=-1)
         return self.spectrum(self._packed(magnitude)).squeeze(-1)

@@ -1,0 +1,90 @@
+"""MMD matching: G also minimises a kernel two-sample distance between its batch and the real one.
+
+The generator's loss gets ``weight * MMD^2(real, fake)``, the unbiased MMD^2 under a mixture of RBF kernels
+whose bandwidths are the median pairwise distance of the pooled batch times ``scales`` (the generative
+moment-matching loss of Li et al. 2015 and Dziugaite et al. 2015, here added to the adversarial one). The
+critic is unchanged. What it adds to a GAN is a signal that does not come from D: it pulls G towards the
+whole real distribution in the chosen feature space, so a G that narrows to part of it (a mode, or a band of
+frequencies) pays for it even when D has stopped telling the difference.
+
+Knobs:
+  ``weight``: the term's weight (term ``g/mmd``).
+  ``features``: a list of the spaces MMD^2 is taken in, summed: ``raw`` (each sample flattened) and, for
+  sequences (batch, steps, channels), ``spectrum`` (the magnitude of each channel's FFT over time, divided
+  by the length: frequency and amplitude without the phase).
+  ``per_class``: with integer class labels as the condition (CGAN, RCGAN), MMD^2 within each class of the
+  batch, averaged over the classes present (a class with fewer than 2 real or fake samples is skipped);
+  otherwise over the whole batch.
+  ``scales``: the bandwidth multipliers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import torch
+from torch import Tensor
+
+from ganzoo.metrics.sequence import BANDWIDTH_SCALES, mmd2_unbiased
+from ganzoo.nets.recurrent import magnitude_spectrum
+from ganzoo.tricks.base import StepView, Terms, Trick, check_positive
+
+if TYPE_CHECKING:
+    from ganzoo.models.base import AdversarialModule
+
+FEATURES = ("raw", "spectrum")
+
+
+class MMDMatching(Trick):
+    def __init__(
+        self,
+        weight: float = 1.0,
+        features: Sequence[str] = ("raw",),
+        per_class: bool = True,
+        scales: Sequence[float] = BANDWIDTH_SCALES,
+    ) -> None:
+        super().__init__()
+        check_positive("mmd_matching", weight=weight, **{f"scales[{i}]": s for i, s in enumerate(scales)})
+        features = list(features)
+        unknown = [f for f in features if f not in FEATURES]
+        if unknown or not features:
+            raise ValueError(f"trick.mmd_matching.features must be a non-empty list of {FEATURES}, got {features}")
+        self.weight, self.features, self.per_class, self.scales = weight, features, per_class, tuple(scales)
+
+    def embed(self, x: Tensor) -> list[Tensor]:
+        """``x`` in each feature space, one row per sample."""
+        if "spectrum" in self.features and x.dim() != 3:
+            raise ValueError(
+                f"trick.mmd_matching.features=[spectrum] needs sequences (batch, steps, channels), got shape "
+                f"{tuple(x.shape)}; use features=[raw]"
+            )
+        return [x.flatten(1) if name == "raw" else magnitude_spectrum(x) for name in self.features]
+
+    def distance(self, real: Tensor, fake: Tensor) -> Tensor:
+        """Sum over the feature spaces of MMD^2(real, fake)."""
+        return sum(mmd2_unbiased(r, f, self.scales)[0] for r, f in zip(self.embed(real), self.embed(fake), strict=True))
+
+    def groups(self, view: StepView) -> list[tuple[Tensor, Tensor]]:
+        """(real, fake) pairs to compare: one per class present in both, or the whole batch."""
+        real, fake = view.real.float(), view.fake.float()
+        labels, fake_labels = view.cond, view.fake_cond
+        if not self.per_class or not _are_class_labels(labels):
+            return [(real, fake)]
+        pairs = []
+        for c in labels.unique():
+            r, f = real[labels == c], fake[fake_labels == c]
+            if min(len(r), len(f)) >= 2:
+                pairs.append((r, f))
+        return pairs
+
+    def g_terms(self, module: AdversarialModule, view: StepView, terms: Terms) -> Terms:
+        pairs = self.groups(view)
+        if not pairs:  # no class with 2 real and 2 fake samples in this batch: nothing to compare
+            return terms
+        mmd = torch.stack([self.distance(r, f) for r, f in pairs]).mean()
+        return terms | {"mmd": self.weight * mmd}
+
+
+def _are_class_labels(cond: Tensor | None) -> bool:
+    return cond is not None and cond.dim() == 1 and not cond.is_floating_point()
