@@ -212,12 +212,11 @@ def _parts(latent_dim: int) -> dict:
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(reason="not yet reliable: 4000 batches of 32 gave TSTR 0.58 / TRTS 0.57 (2000 batches: 0.77 / 0.65)")
 def test_conditional_training_beats_chance_by_tstr(train_config):
     """Esteban et al. 2017, section 5: a classifier trained on generated waves labels real ones."""
     cfg = train_config(
         "experiment=rcgan_waves",
-        "data.n_per_class=300",
+        "trainer.max_epochs=-1",
         "logger=none",
         "~callbacks.samples",
         "~callbacks.checkpoint",
@@ -233,7 +232,10 @@ def test_conditional_training_beats_chance_by_tstr(train_config):
     fake_labels = model.sample_conditions(len(real))
     fake = model.sample(len(real), cond=fake_labels)
     tstr, trts, _ = tstr_trts(real, labels, fake, fake_labels)
-    assert tstr >= 0.8 and trts >= 0.8, (tstr, trts)
+    # 2026-12-06, the preset with MMD matching, 4 000 generator iterations (3.4 minutes on one core): TSTR 0.993,
+    # TRTS 0.913 on the 400 held-out waves: the issue's TSTR target (0.97) holds already, its TRTS target (0.95)
+    # not yet (the 20-minute benchmark's checkpoints: 0.92-1.00).
+    assert tstr >= 0.97 and trts >= 0.85, (tstr, trts)
 
 
 def test_sample_cli_writes_labelled_sequences(train_config, tmp_path):
@@ -280,3 +282,21 @@ def test_sequence_metrics_are_logged_and_the_best_checkpoint_kept(train_config, 
     best = min(rows, key=lambda row: float(row["val/ks_worst"]))
     stored = torch.load(tmp_path / "run/checkpoints/best_waves.ckpt", map_location="cpu", weights_only=False)
     assert stored["ganzoo"]["gen_step"] == int(best["step"]) // 2
+
+
+def test_mmd_matching_trains_rcgan_from_the_config(train_config):
+    """`trick=[ema,mmd_matching]` with both feature spaces on RCGAN: the term is logged beside the adversarial
+    one and G's loss is their sum (per class: batches of 16 from two classes of 40 waves each)."""
+    cfg = train_config(
+        *TINY,
+        "model=rcgan",
+        "trick=[ema,mmd_matching]",
+        "trick.mmd_matching.features=[raw,spectrum]",
+        "trick.mmd_matching.weight=5",
+        "trainer.max_steps=4",
+        fast=False,
+    )
+    model, metrics, _ = fit(cfg)
+    assert model.gen_step == 2 and {"g/adv", "g/mmd"} <= metrics.keys()
+    assert metrics["g/loss"] == pytest.approx(metrics["g/adv"] + metrics["g/mmd"], rel=1e-5)
+    assert math.isfinite(metrics["g/mmd"]) and metrics["g/mmd"] != 0
