@@ -68,22 +68,24 @@ def mmd2_rbf(
     a = _subsample(_float_tensor(x).flatten(1).double(), max_n, gen)
     b = _subsample(_float_tensor(y).flatten(1).double(), max_n, gen)
     mmd2, bandwidths = mmd2_unbiased(a, b, scales)
-    return float(mmd2), bandwidths
+    return float(mmd2), bandwidths.tolist()
 
 
 def mmd2_unbiased(
     a: torch.Tensor, b: torch.Tensor, scales: Sequence[float] = BANDWIDTH_SCALES
-) -> tuple[torch.Tensor, list[float]]:
-    """Unbiased MMD^2 of two sets of row vectors (n, F) and (m, F) under the median-heuristic RBF mixture,
-    differentiable in both (the bandwidths are constants: the median is read without a gradient)."""
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Unbiased MMD^2 of two sets of row vectors (n, F) and (m, F) under the median-heuristic RBF mixture, and
+    the bandwidths. Differentiable in both sets (the bandwidths are constants: the median is taken without a
+    gradient), and with no host sync, so a training loss can call it every step."""
     if min(len(a), len(b)) < 2:
         raise ValueError(f"MMD^2 needs at least 2 sequences per set, got {len(a)} and {len(b)}")
     pooled = torch.cat([a, b])
     sq_dist = torch.cdist(pooled, pooled).square()
     with torch.no_grad():
-        median = sq_dist[torch.triu_indices(len(pooled), len(pooled), offset=1).unbind()].sqrt().median().item()
-    bandwidths = [max(median, 1e-12) * s for s in scales]
-    kernel = sum(torch.exp(-sq_dist / (2 * s**2)) for s in bandwidths) / len(bandwidths)
+        rows, cols = torch.triu_indices(len(pooled), len(pooled), offset=1, device=pooled.device)
+        median = sq_dist[rows, cols].sqrt().median().clamp_min(1e-12)
+    bandwidths = median * torch.as_tensor(scales, dtype=pooled.dtype, device=pooled.device)
+    kernel = sum(torch.exp(-sq_dist / (2 * s.square())) for s in bandwidths) / len(bandwidths)
     n = len(a)
     k_aa, k_bb, k_ab = kernel[:n, :n], kernel[n:, n:], kernel[:n, n:]
     off_diag_mean = lambda k: (k.sum() - k.diagonal().sum()) / (len(k) * (len(k) - 1))
