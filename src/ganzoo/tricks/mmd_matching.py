@@ -14,7 +14,8 @@ Knobs:
   by the length: frequency and amplitude without the phase).
   ``per_class``: with integer class labels as the condition (CGAN, RCGAN), MMD^2 within each class of the
   batch, averaged over the classes present (a class with fewer than 2 real or fake samples is skipped);
-  otherwise over the whole batch.
+  otherwise over the whole batch. (Each class's bandwidths come from its own pooled distances; selecting the
+  classes' rows reads their sizes, one host sync per step on a GPU, which the whole-batch form does not need.)
   ``scales``: the bandwidth multipliers.
 """
 
