@@ -257,11 +257,32 @@ def test_mmd_matching_gradient_pulls_fakes_towards_the_real_set():
     assert trick.distance(x, fake.detach()).item() < 0.3 * start
 
 
+def test_mmd_matching_memory_compares_fakes_with_the_newest_real_samples_of_earlier_batches():
+    """With memory=48, the third batch's fakes are compared with the last 48 reals seen before it plus its own
+    16, class by class: the same value as the memoryless term on that pooled batch."""
+    x, y, _ = make_waves(200, seed=2)
+    order = torch.randperm(len(x), generator=torch.Generator().manual_seed(0))
+    x, y = x[order], y[order]
+    batches = [(x[i : i + 16], y[i : i + 16]) for i in range(0, 64, 16)]
+    fake, fake_y = x[100:132] + 0.1, y[100:132]
+    remembering, plain = MMDMatching(features=["raw", "spectrum"], memory=48), MMDMatching(features=["raw", "spectrum"])
+    values = [remembering.g_terms(None, _view(r, fake, c, fake_y), {})["mmd"].item() for r, c in batches]
+    pooled = _view(x[:64], fake, y[:64], fake_y)  # batch 4: 48 remembered (batches 1-3) + its own 16
+    assert values[3] == pytest.approx(plain.g_terms(None, pooled, {})["mmd"].item(), rel=1e-5)
+    assert values[0] == pytest.approx(
+        plain.g_terms(None, _view(*batches[0][:1], fake, batches[0][1], fake_y), {})["mmd"].item(), rel=1e-5
+    )
+    assert len(remembering._bank) == 48 and torch.equal(remembering._bank, x[16:64])
+    assert torch.equal(remembering._bank_labels, y[16:64])
+
+
 def test_mmd_matching_rejects_bad_settings():
     with pytest.raises(ValueError, match="features must be a non-empty list"):
         MMDMatching(features=["fft"])
     with pytest.raises(ValueError, match=r"weight must be > 0"):
         MMDMatching(weight=0)
+    with pytest.raises(ValueError, match=r"memory must be >= 0"):
+        MMDMatching(memory=-1)
     with pytest.raises(ValueError, match=r"needs sequences .* use features=\[raw\]"):
         MMDMatching(features=["spectrum"]).distance(images(4), images(4, 1))
 

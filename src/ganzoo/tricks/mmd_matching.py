@@ -17,6 +17,11 @@ Knobs:
   otherwise over the whole batch. (Each class's bandwidths come from its own pooled distances; selecting the
   classes' rows reads their sizes, one host sync per step on a GPU, which the whole-batch form does not need.)
   ``scales``: the bandwidth multipliers.
+  ``memory``: how many real samples of earlier batches (with their labels) are kept and compared with besides
+  the current batch's; 0 compares with the current batch only. A batch of 32 holds 16 reals per class, a
+  noisy picture of a distribution: a bank of a few hundred gives G a steadier target at little cost (the
+  reals carry no gradient, so older ones are exactly as good as new ones). The bank is rebuilt after a
+  resume, not checkpointed.
 """
 
 from __future__ import annotations
@@ -44,14 +49,20 @@ class MMDMatching(Trick):
         features: Sequence[str] = ("raw",),
         per_class: bool = True,
         scales: Sequence[float] = BANDWIDTH_SCALES,
+        memory: int = 0,
     ) -> None:
         super().__init__()
         check_positive("mmd_matching", weight=weight, **{f"scales[{i}]": s for i, s in enumerate(scales)})
+        if memory < 0:
+            raise ValueError(f"trick.mmd_matching.memory must be >= 0 (real samples kept), got {memory}")
         features = list(features)
         unknown = [f for f in features if f not in FEATURES]
         if unknown or not features:
             raise ValueError(f"trick.mmd_matching.features must be a non-empty list of {FEATURES}, got {features}")
         self.weight, self.features, self.per_class, self.scales = weight, features, per_class, tuple(scales)
+        self.memory = memory
+        self._bank: Tensor | None = None  # the last `memory` real samples and their labels (None: no labels)
+        self._bank_labels: Tensor | None = None
 
     def embed(self, x: Tensor) -> list[Tensor]:
         """``x`` in each feature space, one row per sample."""
@@ -66,11 +77,28 @@ class MMDMatching(Trick):
         """Sum over the feature spaces of MMD^2(real, fake)."""
         return sum(mmd2_unbiased(r, f, self.scales)[0] for r, f in zip(self.embed(real), self.embed(fake), strict=True))
 
+    def remember(self, real: Tensor, labels: Tensor | None) -> tuple[Tensor, Tensor | None]:
+        """The current real batch with the bank's samples before it; the bank then keeps the newest ``memory``."""
+        if not self.memory:
+            return real, labels
+        bank, bank_labels = self._bank, self._bank_labels
+        if (
+            bank is not None
+            and (bank.shape[1:], bank.device) == (real.shape[1:], real.device)
+            and (bank_labels is None) == (labels is None)
+        ):
+            real = torch.cat([bank, real])
+            labels = None if labels is None else torch.cat([bank_labels, labels])
+        self._bank = real[-self.memory :].detach()
+        self._bank_labels = None if labels is None else labels[-self.memory :]
+        return real, labels
+
     def groups(self, view: StepView) -> list[tuple[Tensor, Tensor]]:
         """(real, fake) pairs to compare: one per class present in both, or the whole batch."""
-        real, fake = view.real.float(), view.fake.float()
-        labels, fake_labels = view.cond, view.fake_cond
-        if not self.per_class or not _are_class_labels(labels):
+        fake, fake_labels = view.fake.float(), view.fake_cond
+        class_labels = self.per_class and _are_class_labels(view.cond)
+        real, labels = self.remember(view.real.float(), view.cond if class_labels else None)
+        if not class_labels:
             return [(real, fake)]
         pairs = []
         for c in labels.unique():
