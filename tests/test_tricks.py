@@ -258,8 +258,9 @@ def test_mmd_matching_gradient_pulls_fakes_towards_the_real_set():
 
 
 def test_mmd_matching_memory_compares_fakes_with_the_newest_real_samples_of_earlier_batches():
-    """With memory=48, the third batch's fakes are compared with the last 48 reals seen before it plus its own
-    16, class by class: the same value as the memoryless term on that pooled batch."""
+    """With memory=48, the fourth batch's fakes are compared with the 48 reals of the three batches before it
+    plus its own 16, class by class: the same value as the memoryless term on that pooled batch. The first
+    batch, with an empty bank, gets the memoryless value."""
     x, y, _ = make_waves(200, seed=2)
     order = torch.randperm(len(x), generator=torch.Generator().manual_seed(0))
     x, y = x[order], y[order]
@@ -270,7 +271,7 @@ def test_mmd_matching_memory_compares_fakes_with_the_newest_real_samples_of_earl
     pooled = _view(x[:64], fake, y[:64], fake_y)  # batch 4: 48 remembered (batches 1-3) + its own 16
     assert values[3] == pytest.approx(plain.g_terms(None, pooled, {})["mmd"].item(), rel=1e-5)
     assert values[0] == pytest.approx(
-        plain.g_terms(None, _view(*batches[0][:1], fake, batches[0][1], fake_y), {})["mmd"].item(), rel=1e-5
+        plain.g_terms(None, _view(batches[0][0], fake, batches[0][1], fake_y), {})["mmd"].item(), rel=1e-5
     )
     assert len(remembering._bank) == 48 and torch.equal(remembering._bank, x[16:64])
     assert torch.equal(remembering._bank_labels, y[16:64])

@@ -19,9 +19,9 @@ Knobs:
   ``scales``: the bandwidth multipliers.
   ``memory``: how many real samples of earlier batches (with their labels) are kept and compared with besides
   the current batch's; 0 compares with the current batch only. A batch of 32 holds 16 reals per class, a
-  noisy picture of a distribution: a bank of a few hundred gives G a steadier target at little cost (the
-  reals carry no gradient, so older ones are exactly as good as new ones). The bank is rebuilt after a
-  resume, not checkpointed.
+  noisy picture of a distribution; a bank of a few hundred is a less noisy target at little cost (the reals
+  carry no gradient, so older ones are as good as new ones). On the waves preset 256 did not make training
+  steadier (README, issue 7), so it is off there. The bank is rebuilt after a resume, not checkpointed.
 """
 
 from __future__ import annotations
