@@ -17,6 +17,7 @@ from ganzoo.metrics.sequence import (
     estimate_freq_amp,
     fundamental_ratio,
     grid_smoothness,
+    kuiper,
     mmd2_rbf,
     real_floor,
     sweep_smoothness,
@@ -49,6 +50,35 @@ def test_estimator_recovers_frequency_and_amplitude(real):
     # The sawtooth's harmonics bias a single-sinusoid fit a little; the median error stays small.
     assert np.median(np.abs(freq - params["freq"])[saw]) < 0.1
     assert np.median(np.abs(amp / params["amp"] - 1)[saw]) < 0.05
+    # The phase at the first step: the sine's own; the sawtooth's fundamental's is + pi (its harmonics and the
+    # frequency's bias move that estimate more than the frequency's, as the fit pivots at the window's centre).
+    phase = estimate_freq_amp(x, labels, with_phase=True)[2]
+    wrapped = np.abs(np.angle(np.exp(1j * (phase - params["phase"] - np.pi * labels.numpy()))))
+    assert wrapped[sine].max() < 0.02 and np.median(wrapped[saw]) < 0.25
+
+
+def test_phase_bunching_shows_in_kuiper_and_mmd_but_not_in_the_ks_rows(real, same):
+    """Sawtooths of the real frequency and amplitude laws, phases from a quarter of the cycle only: the
+    phase's Kuiper distance and MMD^2 see it, the frequency and amplitude KS do not."""
+    x, y, _ = real
+    other_x, other_y, params = same
+    rng = np.random.default_rng(0)
+    phase = rng.uniform(np.pi / 2, np.pi, 200)
+    steps = np.arange(30) / 30
+    bunched = params["amp"][200:, None] * sawtooth(2 * np.pi * params["freq"][200:, None] * steps + phase[:, None])
+    fake = torch.cat([other_x[:200], torch.from_numpy(bunched).float().unsqueeze(-1)])
+    fair, bad = (distribution_distances(x, y, f, other_y, seed=0) for f in (other_x, fake))
+    assert bad["kuiper_phase/sawtooth"] > 0.5 > 0.2 > max(fair["kuiper_phase/sawtooth"], bad["kuiper_phase/sine"])
+    assert bad["mmd2/sawtooth"] > 0.005 > 0.001 > abs(fair["mmd2/sawtooth"])
+    assert max(bad[f"ks_{q}/sawtooth"] for q in ("freq", "amp")) < 0.2
+
+
+def test_kuiper_is_the_same_wherever_the_circle_is_cut():
+    rng = np.random.default_rng(0)
+    uniform, bunched = rng.uniform(0, 2 * np.pi, 300), rng.normal(0.0, 0.3, 300) % (2 * np.pi)
+    shifted = [kuiper((uniform + c) % (2 * np.pi), (bunched + c) % (2 * np.pi)) for c in (0.0, 1.0, np.pi)]
+    assert max(shifted) - min(shifted) < 0.02 and min(shifted) > 0.6
+    assert kuiper(uniform, rng.uniform(0, 2 * np.pi, 300)) < 0.15
 
 
 def test_mmd_same_distribution_near_zero_and_far_from_other_shape(real, same):
@@ -99,7 +129,9 @@ def test_real_floor_reports_every_metric_deterministically(real):
     assert first == second
     expected = {"tstr", "trts", "disc_score", "disc_score_std", "pred_mae/tstr", "pred_mae/trtr"}
     expected |= {
-        f"{m}/{g}" for m in ("mmd2", "mmd2_bandwidths", "ks_freq", "ks_amp") for g in ("all", "sine", "sawtooth")
+        f"{m}/{g}"
+        for m in ("mmd2", "mmd2_bandwidths", "ks_freq", "ks_amp", "kuiper_phase")
+        for g in ("all", "sine", "sawtooth")
     }
     assert set(first) == expected
 
@@ -117,7 +149,7 @@ def test_distribution_distances_per_class_and_unlabelled(real, same):
     collapsed = distribution_distances(x, y, fake, torch.arange(400) // 200, seed=0)
     assert collapsed["ks_freq/sawtooth"] > 0.5 > 0.2 > collapsed["ks_freq/sine"]
     unlabelled = distribution_distances(x, y, other_x, None, seed=0)
-    assert set(unlabelled) == {"mmd2/all", "mmd2_bandwidths/all", "ks_freq/all", "ks_amp/all"}
+    assert set(unlabelled) == {"mmd2/all", "mmd2_bandwidths/all", "ks_freq/all", "ks_amp/all", "kuiper_phase/all"}
     assert unlabelled["ks_freq/all"] < 0.2
 
 

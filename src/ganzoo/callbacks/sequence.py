@@ -23,8 +23,9 @@ class SequenceMetrics(PeriodicScorer):
     """Every ``every_n_gen_steps`` generator iterations and on the run's last batch, score ``n_samples``
     samples (class-balanced for a conditional model) against a validation reference and log:
 
-    - ``val/mmd2``, ``val/ks_freq``, ``val/ks_amp``: all classes together; per class ``val/<metric>_<shape>``
-      (each MMD^2 on at most ``mmd_max_n`` sequences per set, for speed: noisier than evaluate.py's);
+    - ``val/mmd2``, ``val/ks_freq``, ``val/ks_amp``, ``val/kuiper_phase``: all classes together; per class
+      ``val/<metric>_<shape>`` (each MMD^2 on at most ``mmd_max_n`` sequences per set, for speed: noisier
+      than evaluate.py's);
     - ``val/ks_worst``: the largest frequency or amplitude KS distance of any class (the overall one for an
       unconditional model): the figure issue 7's per-class targets bound, and the one a collapse of one
       class's frequency range drives up first.
@@ -55,7 +56,7 @@ class SequenceMetrics(PeriodicScorer):
         self.reference_per_class, self.mmd_max_n, self.seed = reference_per_class, mmd_max_n, seed
         self._reference: tuple[torch.Tensor, torch.Tensor] | None = None
         self._shapes: tuple[str, ...] = ()
-        self._real_estimates: dict[bool, tuple[np.ndarray, np.ndarray]] = {}
+        self._real_estimates: dict[bool, tuple[np.ndarray, ...]] = {}
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: AdversarialModule) -> None:
         datamodule = trainer.datamodule
@@ -82,8 +83,9 @@ class SequenceMetrics(PeriodicScorer):
         with torch.random.fork_rng(devices=devices):
             fake, fake_y = generate_balanced(pl_module, self.n_samples, self.seed, batch_size=self.n_samples)
         labelled = fake_y is not None
-        if labelled not in self._real_estimates:  # the real set's frequencies and amplitudes, once per run
-            self._real_estimates[labelled] = estimate_freq_amp(real, real_y if labelled else None, self._shapes)
+        if labelled not in self._real_estimates:  # the real set's frequencies, amplitudes, phases, once per run
+            estimates = estimate_freq_amp(real, real_y if labelled else None, self._shapes, with_phase=True)
+            self._real_estimates[labelled] = estimates
         distances = distribution_distances(
             real, real_y, fake.cpu(), fake_y, self._shapes, self.seed, self.mmd_max_n, self._real_estimates[labelled]
         )
