@@ -71,6 +71,51 @@ def test_nets_shapes(num_classes):
     assert LSTMDiscriminator(hidden=8, num_classes=num_classes, per_step=False)(x, labels).shape == (3,)
 
 
+def test_init_state_carries_the_latent_into_the_lstm_state():
+    """With init_state, the first step's input sets (h0, c0) of every layer: with the LSTM's input weights
+    zeroed, so that z enters through the state alone, the first outputs still vary with z (and not with
+    later steps' z); without it they are one constant sequence. The state map is off by default."""
+    torch.manual_seed(0)
+    z, labels = torch.randn(4, 30, 5), torch.tensor([0, 1, 0, 1])
+    outputs = {}
+    for init_state in (False, True):
+        gen = LSTMGenerator(latent_dim=5, hidden=8, num_layers=2, num_classes=2, init_state=init_state)
+        with torch.no_grad():
+            gen.lstm.weight_ih_l0.zero_()
+        outputs[init_state] = gen(z, labels)
+        assert outputs[init_state].shape == (4, 30, 1)
+        later = z.clone()
+        later[:, 1:] = torch.randn(4, 29, 5)
+        assert torch.allclose(gen(later, labels), outputs[init_state])
+    assert torch.allclose(outputs[False], outputs[False][:1].expand(4, -1, -1))
+    assert outputs[True][:, :5].std(dim=0).min() > 1e-3  # the first steps differ between samples
+    assert not any("init_state" in name for name in LSTMGenerator(latent_dim=5, hidden=8).state_dict())
+    with pytest.raises(ValueError, match="init_state and burn_in are the LSTM generator.s"):
+        ConvSequenceGenerator(latent_dim=5, init_state=True)
+
+
+def test_burn_in_emits_a_window_of_a_longer_run_at_an_offset_set_by_the_first_latent_coordinate():
+    """burn_in=K: the output is steps o..o+seq_len-1 of the same LSTM run over K + seq_len steps (the first
+    step's input repeated K times in front), o in 0..K from the normal CDF of z[:, 0, 0]: 0 far left, K far
+    right, every offset about equally often for standard normal draws."""
+    torch.manual_seed(0)
+    kwargs = dict(latent_dim=3, hidden=8, num_classes=2, init_state=True)
+    gen = LSTMGenerator(seq_len=30, burn_in=6, **kwargs)
+    long = LSTMGenerator(seq_len=36, **kwargs)
+    long.load_state_dict(gen.state_dict())
+    z, labels = torch.randn(64, 1, 3).expand(64, 30, 3).clone(), torch.arange(64) % 2
+    z[0, :, 0], z[1, :, 0] = -5.0, 5.0
+    offsets = gen._window(z[:, 0, 0], 30)[:, 0]
+    assert offsets[0] == 0 and offsets[1] == 6 and set(offsets.tolist()) == set(range(7))
+    full = long(torch.cat([z[:, :1].expand(-1, 6, -1), z], dim=1), labels)
+    expected = torch.stack([full[i, o : o + 30] for i, o in enumerate(offsets.tolist())])
+    assert torch.allclose(gen(z, labels), expected, atol=1e-6)
+    counts = torch.bincount(gen._window(torch.randn(7000), 30)[:, 0], minlength=7)
+    assert counts.min() > 850 and counts.max() < 1150
+    with pytest.raises(ValueError, match="burn_in must be >= 0"):
+        LSTMGenerator(latent_dim=3, burn_in=-1)
+
+
 @pytest.mark.parametrize("seq_len", [30, 32, 7])
 def test_conv_generator_reads_one_latent_per_sequence(seq_len):
     """The convolutional generator: (B, seq_len, channels) in [-1, 1] for any length (upsampled, then cropped),

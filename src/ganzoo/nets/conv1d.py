@@ -42,8 +42,14 @@ class ConvSequenceGenerator(SequenceGenerator):
         embed_dim: int = 8,
         channels: int = 1,
         tanh: bool = True,
+        init_state: bool = False,
+        burn_in: int = 0,
     ) -> None:
         super().__init__(latent_dim, hidden, num_layers, seq_len, num_classes, embed_dim, channels)
+        if init_state or burn_in:
+            raise ValueError(
+                "model.generator.init_state and burn_in are the LSTM generator's: set them to false and 0 for this one"
+            )
         self.hidden, self.base_len = hidden, math.ceil(seq_len / 2**num_layers)
         self.project = nn.Sequential(nn.Linear(self.in_features, hidden * self.base_len), nn.ReLU())
         blocks: list[nn.Module] = []
