@@ -242,6 +242,24 @@ def test_mmd_matching_spectrum_ignores_the_phase_and_raw_does_not():
     assert both == pytest.approx(raw.distance(real, shifted).item() + spectrum.distance(real, shifted).item(), rel=1e-5)
 
 
+def test_mmd_matching_shape_ignores_the_scale_and_weighs_quiet_waves_as_loud_ones():
+    """``shape`` divides each wave by its RMS: a scaled copy of the set is no different, while the quietest
+    sawtooths drawn as sines (same frequency, amplitude and phase) count for more than in raw values, where
+    the amplitude's spread sets the kernels' bandwidths."""
+    saw, _, params = make_waves(128, seed=0, shapes=("sawtooth",))
+    sine, _, _ = make_waves(128, seed=0, shapes=("sine",))
+    shape, raw = MMDMatching(features=["shape"]), MMDMatching(features=["raw"])
+    assert shape.distance(saw, 0.5 * saw).item() == pytest.approx(shape.distance(saw, saw).item(), abs=1e-4)
+    assert raw.distance(saw, 0.5 * saw).item() > raw.distance(saw, saw).item() + 0.05
+    quiet = torch.as_tensor(params["amp"] < 0.25).view(-1, 1, 1)
+    smoothed = torch.where(quiet, sine, saw)
+    excess = {
+        name: m.distance(saw, smoothed).item() - m.distance(saw, saw).item()
+        for name, m in (("shape", shape), ("raw", raw))
+    }
+    assert excess["shape"] > 1.5 * excess["raw"] > 0, excess
+
+
 def test_mmd_matching_gradient_pulls_fakes_towards_the_real_set():
     """Gradient descent on the fakes themselves through the term: a narrowed set (one frequency) spreads out
     towards the real frequencies, in the spectrum and in raw values."""
