@@ -154,6 +154,27 @@ def test_packed_critic_trains_from_the_config(train_config, loss):
     assert not torch.equal(before, trained.discriminator.lstm.weight_ih_l0)
 
 
+def test_scale_free_critic_reads_each_wave_over_its_rms_too(train_config):
+    """`model.discriminator.scale_free=true`: the LSTM reads the wave and the wave over its RMS side by side.
+    With the raw channel's input weights zeroed, what is left tells a sine from a sawtooth but not a wave from
+    itself at half the amplitude; and it trains from the config under the gradient penalty."""
+    cfg = train_config(
+        *TINY, "model=rcgan", "loss=wgan_gp", "model.discriminator.scale_free=true", "trainer.max_steps=4", fast=False
+    )
+    trained, metrics, _ = fit(cfg)
+    critic = trained.discriminator
+    assert critic.lstm.input_size == 2 + 8 and all(math.isfinite(v) for v in metrics.values())
+    saw, labels, _ = make_waves(8, seed=0, shapes=("sawtooth",))
+    sine, _, _ = make_waves(8, seed=0, shapes=("sine",))
+    with torch.no_grad():
+        for name, weight in critic.lstm.named_parameters():
+            if name.startswith("weight_ih_l0"):  # either direction's first layer
+                weight[:, 0] = 0.0  # the raw channel no longer reaches the LSTM
+        loud, quiet, other = (critic(x, labels) for x in (saw, 0.5 * saw, sine))
+    torch.testing.assert_close(quiet, loud, atol=1e-3, rtol=0)
+    assert (other - loud).abs().max() > 1e-3
+
+
 def test_conv_generator_trains_from_the_config(train_config):
     """`model.generator._target_=ganzoo.nets.conv1d.ConvSequenceGenerator` with the LSTM generator's keys: it
     trains against the LSTM critic (its weights move, losses finite), and the per-step latent is refused."""

@@ -38,14 +38,13 @@ import torch
 from torch import Tensor
 
 from ganzoo.metrics.sequence import BANDWIDTH_SCALES, mmd2_unbiased
-from ganzoo.nets.recurrent import magnitude_spectrum
+from ganzoo.nets.recurrent import magnitude_spectrum, rms_normalized
 from ganzoo.tricks.base import StepView, Terms, Trick, check_positive
 
 if TYPE_CHECKING:
     from ganzoo.models.base import AdversarialModule
 
 FEATURES = ("raw", "spectrum", "shape")
-SHAPE_EPS = 1e-5  # added to the mean square: a flat sample stays near 0 instead of blowing up
 
 
 class MMDMatching(Trick):
@@ -121,13 +120,11 @@ class MMDMatching(Trick):
         return terms | {"mmd": self.weight * mmd}
 
 
-def _shape(x: Tensor) -> Tensor:
-    """Each sample over its root-mean-square (per channel over time for sequences), flattened."""
-    dims = (1,) if x.dim() == 3 else tuple(range(1, x.dim()))
-    return (x * x.pow(2).mean(dims, keepdim=True).add(SHAPE_EPS).rsqrt()).flatten(1)
-
-
-_EMBEDDINGS = {"raw": lambda x: x.flatten(1), "spectrum": magnitude_spectrum, "shape": _shape}
+_EMBEDDINGS = {
+    "raw": lambda x: x.flatten(1),
+    "spectrum": magnitude_spectrum,
+    "shape": lambda x: rms_normalized(x).flatten(1),
+}
 
 
 def _are_class_labels(cond: Tensor | None) -> bool:
