@@ -44,7 +44,12 @@ from ganzoo.tricks.base import StepView, Terms, Trick, check_positive
 if TYPE_CHECKING:
     from ganzoo.models.base import AdversarialModule
 
-FEATURES = ("raw", "spectrum", "shape")
+_EMBEDDINGS = {  # feature space -> each sample's row in it
+    "raw": lambda x: x.flatten(1),
+    "spectrum": magnitude_spectrum,
+    "shape": lambda x: rms_normalized(x).flatten(1),
+}
+FEATURES = tuple(_EMBEDDINGS)
 
 
 class MMDMatching(Trick):
@@ -118,13 +123,6 @@ class MMDMatching(Trick):
             return terms
         mmd = torch.stack([self.distance(r, f) for r, f in pairs]).mean()
         return terms | {"mmd": self.weight * mmd}
-
-
-_EMBEDDINGS = {
-    "raw": lambda x: x.flatten(1),
-    "spectrum": magnitude_spectrum,
-    "shape": lambda x: rms_normalized(x).flatten(1),
-}
 
 
 def _are_class_labels(cond: Tensor | None) -> bool:
