@@ -169,8 +169,8 @@ class LSTMDiscriminator(nn.Module):
     ``scale_free``: each channel is read twice, as it is and divided by its root-mean-square over time
     (:func:`rms_normalized`), so a quiet wave's shape reaches the LSTM as plainly as a loud one's (in raw values
     a sawtooth of amplitude 0.1 differs from a sine by a ninth of what one of amplitude 0.9 does). On the
-    waves preset (README, issue 7) it left fewer label flips in the latent sweep at two seeds but a higher
-    sawtooth MMD^2; off there.
+    waves preset alone (README, issue 7) it left fewer label flips in the latent sweep at two seeds but a
+    higher sawtooth MMD^2; with MMD matching on shapes and a rate decay it is part of the preset.
     """
 
     def __init__(

@@ -14,9 +14,9 @@ Knobs:
   by the length: frequency and amplitude without the phase) and ``shape`` (each sample divided by its
   root-mean-square, per channel over time for sequences: the waveform without its scale). In raw values the
   amplitude's spread dominates the pairwise distances and so the bandwidths: a low-amplitude wave's shape
-  and phase then count little. In ``shape`` they count as much as a loud wave's. (On the waves preset it
-  lowered the sawtooth's MMD^2 and phase bunching but brought label flips to the latent sweep at every
-  checkpoint of four seeds, README issue 7; off there.)
+  and phase then count little. In ``shape`` they count as much as a loud wave's. (On the waves preset alone
+  it lowered the sawtooth's MMD^2 and phase bunching but brought label flips to the latent sweep; with the
+  scale-free critic and a rate decay it is part of the preset, README issue 7.)
   ``per_class``: with integer class labels as the condition (CGAN, RCGAN), MMD^2 within each class of the
   batch, averaged over the classes present (a class with fewer than 2 real or fake samples is skipped);
   otherwise over the whole batch. (Each class's bandwidths come from its own pooled distances; selecting the
