@@ -1,15 +1,19 @@
-"""Issue 7's targets: train ``experiment=rcgan_waves`` for a wall-clock budget, score its best and last
+"""Issue 7's targets: train ``experiment=rcgan_waves`` (its step budget, or minutes), score its best and last
 checkpoints with ``src/evaluate.py``, and write the 'waves' section of bench/results.md.
 
-    python bench/waves.py                              # 20 minutes with the preset's loss (non-saturating)
+    python bench/waves.py                              # the preset as train.py runs it (non-saturating loss)
+    python bench/waves.py --minutes 20                 # as many iterations as 20 minutes give
     python bench/waves.py --tag seed2 --set seed=2     # another seed, in its own run dir
     python bench/waves.py --loss wgan_gp               # the LSTM critic with a gradient penalty
     python bench/waves.py --report-only                # rebuild the section from finished runs
 
 Each run trains in its own run dir, ``<out>/rcgan_<loss>[_<tag>]`` (replaced when run again), on ``--threads``
-threads (1: these LSTMs are too small for intra-op threads to pay). The budget is Lightning's
-``trainer.max_time``, with no step or epoch limit. Scored: ``best_waves.ckpt`` (the lowest ``val/ks_worst``
-of the run's validation draws, conf/metrics/sequence.yaml) and ``last.ckpt``. The section has one column per
+threads (1: these LSTMs are too small for intra-op threads to pay). The budget: the preset's own
+``trainer.max_steps`` by default (a run then repeats to the digit on any machine with the same CPU kernels, and
+the report says how many minutes it took), or ``--minutes M``, Lightning's ``trainer.max_time`` with no step or
+epoch limit (as many iterations as the machine manages: they varied 2.5x between the machines of this
+project). Scored: ``best_waves.ckpt`` (the lowest ``val/ks_worst`` of the run's validation draws,
+conf/metrics/sequence.yaml) and ``last.ckpt``. The section has one column per
 scored checkpoint of every finished run under ``<out>``, so runs made one after the other (or side by side,
 one core each) fill it. The reference is the test split redrawn with ``--test-per-class`` waves per class
 (the preset's own split has 200, too few for KS distances near 0.03): its own seed, never trained on.
@@ -51,14 +55,15 @@ def train_and_score(args: argparse.Namespace) -> None:
     and the sweep figures beside it."""
     run_dir = args.out / f"rcgan_{args.loss}{'_' + args.tag if args.tag else ''}"
     shutil.rmtree(run_dir, ignore_errors=True)
-    hours, minutes = divmod(args.minutes, 60)
+    budget = []
+    if args.minutes is not None:
+        hours, minutes = divmod(args.minutes, 60)
+        budget = [f"+trainer.max_time=00:{hours:02d}:{minutes:02d}:00", "trainer.max_epochs=-1", "trainer.max_steps=-1"]
     train = [
         "src/train.py",
         "experiment=rcgan_waves",
         f"loss={args.loss}",
-        f"+trainer.max_time=00:{hours:02d}:{minutes:02d}:00",
-        "trainer.max_epochs=-1",
-        "trainer.max_steps=-1",
+        *budget,
         "logger=csv",
         "callbacks.progress=null",
         "+trainer.enable_progress_bar=false",
@@ -108,7 +113,8 @@ def write_report(out: Path) -> None:
     lines = [
         "## Time series: RCGAN on the waves set (issue 7 targets)",
         "",
-        f"`python bench/waves.py` on {machine()}. Each run: `experiment=rcgan_waves` for a wall-clock budget, "
+        f"`python bench/waves.py` on {machine()}. Each run: `experiment=rcgan_waves` (its own step budget "
+        "unless the command gives minutes), "
         "then `src/evaluate.py` on two of its checkpoints: *best*, the lowest `val/ks_worst` (the worst class's "
         "frequency or amplitude KS, scored during training against a redrawn validation split, never the test "
         "data scored here) and *last*. Each: "
@@ -140,7 +146,9 @@ def write_report(out: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--minutes", type=int, default=20, help="training wall-clock budget")
+    parser.add_argument(
+        "--minutes", type=int, default=None, help="a wall-clock budget instead of the preset's trainer.max_steps"
+    )
     parser.add_argument("--loss", default="nonsaturating", help="a conf/loss name, e.g. wgan_gp")
     parser.add_argument("--out", type=Path, default=ROOT.parent / "outputs" / "bench_waves")
     parser.add_argument("--tag", default="", help="run dir rcgan_<loss>_<tag>: runs that differ by --set only")
@@ -150,7 +158,7 @@ def main() -> None:
     parser.add_argument("--eval-set", nargs="*", default=[], help="extra evaluate.py overrides")
     parser.add_argument("--report-only", action="store_true")
     args = parser.parse_args()
-    if args.minutes < 1:
+    if args.minutes is not None and args.minutes < 1:
         parser.error("--minutes must be >= 1")
     torch.set_num_threads(args.threads)  # what machine() reports, as the runs use
     if not args.report_only:
