@@ -384,6 +384,20 @@ def test_ema_weights_differ_and_are_what_sample_uses(train_config, tmp_path):
     assert model.generator is not ema.module  # sampling put the trained G back
 
 
+def test_ema_start_copies_g_until_then(train_config, tmp_path):
+    """With start = the run's 5 generator iterations the copy is G itself; from start 3 it is the copy made after
+    3 iterations averaged with the next 2."""
+    common = (*TINY, "trick=[ema]", "trick.ema.decay=0.5", "trainer.max_steps=10", "trainer.max_epochs=-1")
+    for start, n_averaged in ((5, 1), (3, 3)):
+        train(train_config(*common, f"trick.ema.start={start}"))
+        model = load_model(tmp_path / "run/checkpoints/last.ckpt")
+        ema = model.tricks["ema"].average
+        assert ema.n_averaged.item() == n_averaged  # the copy counts as one
+        raw, copy = dict(model.generator.named_parameters()), dict(ema.module.named_parameters())
+        assert all(torch.equal(raw[k], copy[k]) == (start == 5) for k in raw), start
+        (tmp_path / "run").rename(tmp_path / f"start{start}")
+
+
 # ---- unrolled GAN ------------------------------------------------------------------------------------------------
 class SpyUnrolled(UnrolledGAN):
     """Records D's parameters, buffers and optimizer state around every unrolling."""

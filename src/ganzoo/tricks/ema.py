@@ -6,7 +6,10 @@ theta). Batch-norm statistics are averaged the same way. G keeps training on its
 samples -- ``module.sample()``, the progress grids, metric callbacks, ``sample.py``, ``evaluate.py`` -- uses
 the averaged copy. The copy is a submodule of this trick (``tricks.ema.average.*`` in the checkpoint).
 
-Knob: ``decay`` in (0, 1) (0.999 by default; the first steps' copy is rough until ~1 / (1 - decay) steps).
+Knobs: ``decay`` in (0, 1) (0.999 by default; the first steps' copy is rough until ~1 / (1 - decay) steps).
+``start`` (generator iterations, 0 by default): until then the copy follows G exactly and the average begins
+there, as SWA starts late. For a long average (decay 0.9999: about 10 000 iterations) that would otherwise keep
+the random initial weights and the early, rough generators in it for most of a run.
 """
 
 from __future__ import annotations
@@ -25,17 +28,21 @@ if TYPE_CHECKING:
 class EMA(Trick):
     setup_order = 3  # copy G once every other trick has shaped it
 
-    def __init__(self, decay: float = 0.999) -> None:
+    def __init__(self, decay: float = 0.999, start: int = 0) -> None:
         super().__init__()
         if not 0 < decay < 1:
             raise ValueError(f"trick.ema.decay must be in (0, 1), got {decay}")
-        self.decay = decay
+        if start < 0:
+            raise ValueError(f"trick.ema.start must be >= 0 generator iterations, got {start}")
+        self.decay, self.start = decay, start
 
     def setup(self, module: AdversarialModule) -> None:
         self.average = AveragedModel(module.generator, multi_avg_fn=get_ema_multi_avg_fn(self.decay), use_buffers=True)
         self.average.requires_grad_(False)  # never trained, and no optimizer holds it
 
     def after_g_step(self, module: AdversarialModule) -> None:
+        if module.gen_step < self.start:  # not averaging yet: the next update copies G
+            self.average.n_averaged.zero_()
         self.average.update_parameters(module.generator)
 
     def sampling_generator(self, module: AdversarialModule) -> nn.Module:
