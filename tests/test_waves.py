@@ -94,6 +94,21 @@ def test_init_state_carries_the_latent_into_the_lstm_state():
         ConvSequenceGenerator(latent_dim=5, init_state=True)
 
 
+@pytest.mark.parametrize("generator", [LSTMGenerator, ConvSequenceGenerator])
+def test_uniform_latent_feeds_the_net_the_normal_cdf_of_z(generator):
+    """uniform_latent: the net reads 2 Phi(z) - 1 (in (-1, 1), uniform for normal z) where it read z; the same
+    weights give the same waves from z with it as from 2 Phi(z) - 1 without it."""
+    torch.manual_seed(0)
+    z, labels = 2 * torch.randn(4, 30, 5), torch.tensor([0, 1, 0, 1])
+    plain = generator(latent_dim=5, hidden=8, num_classes=2)
+    uniform = generator(latent_dim=5, hidden=8, num_classes=2, uniform_latent=True)
+    uniform.load_state_dict(plain.state_dict())
+    u = 2 * 0.5 * (1 + torch.erf(z / 2**0.5)) - 1
+    assert torch.allclose(uniform(z, labels), plain(u, labels), atol=1e-6)
+    assert not torch.allclose(uniform(z, labels), plain(z, labels), atol=1e-3)
+    assert uniform.inputs(z, labels)[..., :5].abs().max() <= 1
+
+
 def test_burn_in_emits_a_window_of_a_longer_run_at_an_offset_set_by_the_first_latent_coordinate():
     """burn_in=K: the output is steps o..o+seq_len-1 of the same LSTM run over K + seq_len steps (the first
     step's input repeated K times in front), o in 0..K from the normal CDF of z[:, 0, 0]: 0 far left, K far

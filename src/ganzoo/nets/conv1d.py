@@ -16,7 +16,7 @@ import math
 import torch
 from torch import nn
 
-from ganzoo.nets.recurrent import SequenceGenerator, _with_labels
+from ganzoo.nets.recurrent import SequenceGenerator
 
 
 class ConvSequenceGenerator(SequenceGenerator):
@@ -44,8 +44,9 @@ class ConvSequenceGenerator(SequenceGenerator):
         tanh: bool = True,
         init_state: bool = False,
         burn_in: int = 0,
+        uniform_latent: bool = False,
     ) -> None:
-        super().__init__(latent_dim, hidden, num_layers, seq_len, num_classes, embed_dim, channels)
+        super().__init__(latent_dim, hidden, num_layers, seq_len, num_classes, embed_dim, channels, uniform_latent)
         if init_state or burn_in:
             raise ValueError(
                 "model.generator.init_state and burn_in are the LSTM generator's: set them to false and 0 for this one"
@@ -65,7 +66,7 @@ class ConvSequenceGenerator(SequenceGenerator):
 
     def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         self.check_latent(z)
-        inputs = _with_labels(z[:, :1], self.embed, labels)[:, 0]  # the first step: the sequence's one latent
+        inputs = self.inputs(z[:, :1], labels)[:, 0]  # the first step: the sequence's one latent
         coarse = self.project(inputs).view(-1, self.hidden, self.base_len)
         out = self.head(self.blocks(coarse))[:, :, : self.latent_shape[0]]
         return out.transpose(1, 2)

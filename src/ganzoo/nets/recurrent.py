@@ -50,10 +50,22 @@ def rms_normalized(x: torch.Tensor) -> torch.Tensor:
     return x * x.pow(2).mean(dims, keepdim=True).add(RMS_EPS).rsqrt()
 
 
+def normal_cdf(z: torch.Tensor) -> torch.Tensor:
+    """Phi(z), the standard normal CDF: uniform in (0, 1) for standard normal z."""
+    return 0.5 * (1 + torch.erf(z / 2**0.5))
+
+
 class SequenceGenerator(nn.Module):
     """What every sequence generator shares: the size checks, ``latent_shape`` (seq_len, latent_dim) of one
-    sample's z (models draw z of shape (B, *latent_shape)), the label embedding, and ``in_features``, the width
-    of one step's input (latent [+ embedding])."""
+    sample's z (models draw z of shape (B, *latent_shape)), the label embedding, ``in_features``, the width
+    of one step's input (latent [+ embedding]), and ``uniform_latent``.
+
+    ``uniform_latent``: the net reads 2 Phi(z) - 1 instead of z, each coordinate uniform in (-1, 1) for the
+    standard normal z the models draw (which stays what sweeps, traversals and inversion move in). A data
+    parameter drawn uniformly (the waves' frequency, amplitude and phase) is then a linear function of one
+    input away, where from z the net has to bend a bell curve into a box: the sawtooths' frequencies piled up
+    inside 1-5 cycles, came short at the range's ends and spilled past them (README, issue 7).
+    """
 
     def __init__(
         self,
@@ -64,6 +76,7 @@ class SequenceGenerator(nn.Module):
         num_classes: int,
         embed_dim: int,
         channels: int,
+        uniform_latent: bool = False,
     ) -> None:
         super().__init__()
         if min(latent_dim, hidden, num_layers, seq_len, channels) < 1:
@@ -74,10 +87,16 @@ class SequenceGenerator(nn.Module):
         self.latent_shape = (seq_len, latent_dim)
         self.embed = _label_embedding(num_classes, embed_dim)
         self.in_features = latent_dim + (embed_dim if self.embed is not None else 0)
+        self.uniform_latent = uniform_latent
 
     def check_latent(self, z: torch.Tensor) -> None:
         if z.dim() != 3 or z.shape[-1] != self.latent_shape[1]:
             raise ValueError(f"z must be (batch, steps, {self.latent_shape[1]}), got {tuple(z.shape)}")
+
+    def inputs(self, z: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+        """Each step's input (B, steps, in_features): the latent (through ``uniform_latent``) [+ embedding]."""
+        self.check_latent(z)
+        return _with_labels(2 * normal_cdf(z) - 1 if self.uniform_latent else z, self.embed, labels)
 
 
 class LSTMGenerator(SequenceGenerator):
@@ -110,8 +129,9 @@ class LSTMGenerator(SequenceGenerator):
         tanh: bool = True,
         init_state: bool = False,
         burn_in: int = 0,
+        uniform_latent: bool = False,
     ) -> None:
-        super().__init__(latent_dim, hidden, num_layers, seq_len, num_classes, embed_dim, channels)
+        super().__init__(latent_dim, hidden, num_layers, seq_len, num_classes, embed_dim, channels, uniform_latent)
         if burn_in < 0:
             raise ValueError(f"model.generator.burn_in must be >= 0 steps, got {burn_in}")
         self.burn_in = burn_in
@@ -126,8 +146,7 @@ class LSTMGenerator(SequenceGenerator):
         return torch.tanh(h0).contiguous(), c0.contiguous()
 
     def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        self.check_latent(z)
-        inputs = _with_labels(z, self.embed, labels)
+        inputs = self.inputs(z, labels)
         state = None if self.init_state is None else self._initial_state(inputs[:, 0])
         if self.burn_in:
             inputs = torch.cat([inputs[:, :1].expand(-1, self.burn_in, -1), inputs], dim=1)
@@ -139,7 +158,7 @@ class LSTMGenerator(SequenceGenerator):
     def _window(self, coordinate: torch.Tensor, steps: int) -> torch.Tensor:
         """(B, steps) indices of each sample's output window: ``steps`` consecutive steps from an offset in
         0..burn_in, uniform for a standard normal ``coordinate``."""
-        uniform = 0.5 * (1 + torch.erf(coordinate.detach() / 2**0.5))
+        uniform = normal_cdf(coordinate.detach())
         offset = (uniform * (self.burn_in + 1)).long().clamp(0, self.burn_in)
         return offset.unsqueeze(1) + torch.arange(steps, device=coordinate.device)
 
