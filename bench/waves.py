@@ -11,7 +11,7 @@ Each run trains in its own run dir, ``<out>/rcgan_<loss>[_<tag>]`` (replaced whe
 threads (1: these LSTMs are too small for intra-op threads to pay). The budget: the preset's own
 ``trainer.max_steps`` by default (a run then repeats to the digit on any machine with the same CPU kernels, and
 the report says how many minutes it took), or ``--minutes M``, Lightning's ``trainer.max_time`` with no step or
-epoch limit (as many iterations as the machine manages: they varied 2.5x between the machines of this
+epoch limit (as many iterations as the machine manages: they varied more than 2x between the machines of this
 project). Scored: ``best_waves.ckpt`` (the lowest ``val/ks_worst`` of the run's validation draws,
 conf/metrics/sequence.yaml) and ``last.ckpt``. The section has one column per
 scored checkpoint of every finished run under ``<out>``, so runs made one after the other (or side by side,

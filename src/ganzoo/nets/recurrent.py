@@ -63,8 +63,9 @@ class SequenceGenerator(nn.Module):
     ``uniform_latent``: the net reads 2 Phi(z) - 1 instead of z, each coordinate uniform in (-1, 1) for the
     standard normal z the models draw (which stays what sweeps, traversals and inversion move in). A data
     parameter drawn uniformly (the waves' frequency, amplitude and phase) is then a linear function of one
-    input away, where from z the net has to bend a bell curve into a box: the sawtooths' frequencies piled up
-    inside 1-5 cycles, came short at the range's ends and spilled past them (README, issue 7).
+    input away, where from z the net has to bend a bell curve into a box. Tried on the waves, whose generated
+    sawtooths came short at the top of the 1-5 cycle range and spilled below it: it did not move them (README,
+    issue 7), so it is off in the preset.
     """
 
     def __init__(
