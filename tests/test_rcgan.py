@@ -26,6 +26,7 @@ from ganzoo.metrics.sequence import (
 from ganzoo.models.rcgan import RCGAN, RGAN, CriticLSTM
 from ganzoo.nets.recurrent import LSTMGenerator
 from ganzoo.pipeline import build_model, build_trainer
+from ganzoo.tricks.base import StepView
 
 LOSSES = ["minimax", "nonsaturating", "wgan", "wgan_gp", "lsgan", "hinge"]
 # A small waves set and small nets: each run is a few batches.
@@ -322,3 +323,27 @@ def test_mmd_matching_trains_rcgan_from_the_config(train_config):
     assert model.gen_step == 2 and {"g/adv", "g/mmd"} <= metrics.keys()
     assert metrics["g/loss"] == pytest.approx(metrics["g/adv"] + metrics["g/mmd"], rel=1e-5)
     assert math.isfinite(metrics["g/mmd"]) and metrics["g/mmd"] != 0
+
+
+def test_mmd_matching_extra_fakes_come_from_g_for_every_class_of_the_real_batch(train_config):
+    """``extra_fakes=5``: G makes 5 more samples per class of the real batch for the term alone. With D's fakes
+    detached and all of one class, the term still reaches G's weights, and it now compares both classes (the
+    sawtooth had no fake of D's batch), each with its own extra fakes: 3 + 5 sines and 5 sawtooths."""
+    model = build_model(
+        train_config(*TINY, "model=rcgan", "trick=[mmd_matching]", "trick.mmd_matching.extra_fakes=5", fast=False)
+    )
+    trick = model.tricks["mmd_matching"]
+    real, labels, _ = make_waves(4, seed=0)
+    fake = real[:3].detach() + 0.1
+    view = StepView(None, real, fake, labels, labels[:3], lambda x: x)
+    compared = []
+    distance = trick.distance
+    trick.distance = lambda r, f: compared.append((len(r), len(f))) or distance(r, f)
+    model.generator.zero_grad()
+    trick.g_terms(model, view, {})["mmd"].backward()
+    assert compared == [(4, 8), (4, 5)]
+    grads = [p.grad for p in model.generator.parameters()]
+    assert all(g is not None for g in grads) and any(g.abs().sum() > 0 for g in grads)
+    trick.extra_fakes = 0
+    compared.clear()
+    assert trick.g_terms(model, view, {})["mmd"].grad_fn is None and compared == [(4, 3)]

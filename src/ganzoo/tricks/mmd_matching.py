@@ -27,6 +27,11 @@ Knobs:
   noisy picture of a distribution; a bank of a few hundred is a less noisy target at little cost (the reals
   carry no gradient, so older ones are as good as new ones). On the waves preset 256 did not make training
   steadier (README, issue 7), so it is off there. The bank is rebuilt after a resume, not checkpointed.
+  ``extra_fakes``: samples G makes for this term alone, besides the batch D scored (per class present in the
+  real batch with ``per_class`` labels, else in all); 0 uses D's batch only. A few reals against a few fakes
+  is a noisy estimate: a subtle difference (the waves' sawtooths thinning at the top of their frequency range)
+  is buried in it batch by batch, while the bank and more fakes lift it out of the noise at the cost of
+  G's forward and backward passes over the extra samples (D never sees them).
 """
 
 from __future__ import annotations
@@ -60,17 +65,20 @@ class MMDMatching(Trick):
         per_class: bool = True,
         scales: Sequence[float] = BANDWIDTH_SCALES,
         memory: int = 0,
+        extra_fakes: int = 0,
     ) -> None:
         super().__init__()
         check_positive("mmd_matching", weight=weight, **{f"scales[{i}]": s for i, s in enumerate(scales)})
         if memory < 0:
             raise ValueError(f"trick.mmd_matching.memory must be >= 0 (real samples kept), got {memory}")
+        if extra_fakes < 0:
+            raise ValueError(f"trick.mmd_matching.extra_fakes must be >= 0 (samples G makes), got {extra_fakes}")
         features = list(features)
         unknown = [f for f in features if f not in FEATURES]
         if unknown or not features:
             raise ValueError(f"trick.mmd_matching.features must be a non-empty list of {FEATURES}, got {features}")
         self.weight, self.features, self.per_class, self.scales = weight, features, per_class, tuple(scales)
-        self.memory = memory
+        self.memory, self.extra_fakes = memory, extra_fakes
         self._bank: Tensor | None = None  # the last `memory` real samples and their labels (None: no labels)
         self._bank_labels: Tensor | None = None
 
@@ -103,11 +111,25 @@ class MMDMatching(Trick):
         self._bank_labels = None if labels is None else labels[-self.memory :]
         return real, labels
 
-    def groups(self, view: StepView) -> list[tuple[Tensor, Tensor]]:
+    def more_fakes(self, module: AdversarialModule, labels: Tensor | None) -> tuple[Tensor, Tensor | None]:
+        """``extra_fakes`` new samples of G: per class in ``labels`` (class labels), else for sampled conditions."""
+        if labels is None:
+            cond = module.sample_conditions(self.extra_fakes)
+        else:
+            cond = labels.unique().repeat_interleave(self.extra_fakes)
+        n = self.extra_fakes if cond is None else len(cond)
+        return module.generate(module.sample_latent(n), cond).float(), cond
+
+    def groups(self, module: AdversarialModule, view: StepView) -> list[tuple[Tensor, Tensor]]:
         """(real, fake) pairs to compare: one per class present in both, or the whole batch."""
         fake, fake_labels = view.fake.float(), view.fake_cond
         class_labels = self.per_class and _are_class_labels(view.cond)
         real, labels = self.remember(view.real.float(), view.cond if class_labels else None)
+        if self.extra_fakes:
+            more, more_labels = self.more_fakes(module, labels)
+            fake = torch.cat([fake, more.reshape(-1, *fake.shape[1:])])
+            if class_labels:
+                fake_labels = torch.cat([fake_labels, more_labels])
         if not class_labels:
             return [(real, fake)]
         pairs = []
@@ -118,7 +140,7 @@ class MMDMatching(Trick):
         return pairs
 
     def g_terms(self, module: AdversarialModule, view: StepView, terms: Terms) -> Terms:
-        pairs = self.groups(view)
+        pairs = self.groups(module, view)
         if not pairs:  # no class with 2 real and 2 fake samples in this batch: nothing to compare
             return terms
         mmd = torch.stack([self.distance(r, f) for r, f in pairs]).mean()
