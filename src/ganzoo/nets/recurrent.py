@@ -40,6 +40,20 @@ def magnitude_spectrum(x: torch.Tensor) -> torch.Tensor:
     return (spectrum.real.square() + spectrum.imag.square() + 1e-12).sqrt().flatten(1)
 
 
+def spectral_cdf(x: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """Each channel's cumulative power spectrum over the non-zero frequencies, divided by its total: (batch,
+    (steps // 2) * channels), rising from near 0 to 1 (``eps`` keeps a flat sample finite).
+
+    Where the power lies along the frequency axis, without the amplitude or the phase. Two waves a little apart
+    in frequency are a little apart here and far-apart ones far apart (for single peaks the squared distance
+    grows with the frequency gap, as a 1-D Wasserstein distance does), while their magnitude spectra are about
+    equally far apart as soon as their peaks stop overlapping: a kernel on spectra hardly sees which
+    frequencies a set covers, a kernel on these does.
+    """
+    power = (torch.fft.rfft(x, dim=1)[:, 1:] / x.shape[1]).abs().square()
+    return (power.cumsum(1) / (power.sum(1, keepdim=True) + eps)).flatten(1)
+
+
 RMS_EPS = 1e-5  # added to the mean square: a flat sample stays near 0 instead of blowing up
 
 
