@@ -18,10 +18,11 @@ from torch import nn
 
 from ganzoo.data.waves import make_waves
 from ganzoo.losses import LeastSquaresLoss, MinimaxLoss
+from ganzoo.nets.recurrent import spectral_cdf
 from ganzoo.pipeline import build_model, build_trainer, load_model, train
 from ganzoo.tricks.base import StepView
 from ganzoo.tricks.minibatch_discrimination import MinibatchFeatures
-from ganzoo.tricks.mmd_matching import MMDMatching
+from ganzoo.tricks.mmd_matching import _EMBEDDINGS, MMDMatching
 from ganzoo.tricks.unrolled import UnrolledGAN
 
 CONF_TRICKS = sorted(p.stem for p in (Path(__file__).parents[1] / "conf" / "trick").glob("*.yaml"))
@@ -258,6 +259,21 @@ def test_mmd_matching_shape_ignores_the_scale_and_weighs_quiet_waves_as_loud_one
         for name, m in (("shape", shape), ("raw", raw))
     }
     assert excess["shape"] > 1.5 * excess["raw"] > 0, excess
+
+
+def test_spectral_cdf_distance_grows_with_the_frequency_gap_where_the_spectrum_saturates():
+    """Sines of 1-5 whole cycles: in the cumulative power spectrum each is farther from the 1-cycle one than the
+    last, in the magnitude spectrum all are equally far (their peaks never overlap), which is why MMD^2 on
+    spectra alone hardly sees which frequencies a set covers. Neither amplitude nor a shift in time moves it."""
+    t = torch.arange(30) / 30
+    sines = torch.stack([torch.sin(2 * math.pi * f * t) for f in range(1, 6)]).unsqueeze(-1)
+    gaps = {name: (fn(sines)[1:] - fn(sines)[0]).norm(dim=1) for name, fn in _EMBEDDINGS.items()}
+    assert (gaps["spectral_cdf"].diff() > 0.1).all() and gaps["spectral_cdf"][-1] > 1.8 * gaps["spectral_cdf"][0]
+    assert gaps["spectrum"].max() < 1.01 * gaps["spectrum"].min()
+    assert spectral_cdf(0.2 * sines) == pytest.approx(spectral_cdf(sines), abs=1e-3)
+    assert spectral_cdf(sines.roll(7, dims=1)) == pytest.approx(spectral_cdf(sines), abs=1e-5)
+    with pytest.raises(ValueError, match=r"\['spectral_cdf'\] needs sequences"):
+        MMDMatching(features=["raw", "spectral_cdf"]).distance(images(4), images(4, 1))
 
 
 def test_mmd_matching_gradient_pulls_fakes_towards_the_real_set():

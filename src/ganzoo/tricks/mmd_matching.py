@@ -9,18 +9,16 @@ frequencies) pays for it even when D has stopped telling the difference.
 
 Knobs:
   ``weight``: the term's weight (term ``g/mmd``).
-  ``features``: a list of the spaces MMD^2 is taken in, summed: ``raw`` (each sample flattened) and, for
-  sequences (batch, steps, channels), ``spectrum`` (the magnitude of each channel's FFT over time, divided
-  by the length: frequency and amplitude without the phase) and ``shape`` (each sample divided by its
-  root-mean-square, per channel over time for sequences: the waveform without its scale) and, for sequences,
-  ``spectral_cdf`` (each channel's cumulative power spectrum over the non-zero frequencies, divided by its
-  total: where along the frequency axis a wave's power lies; in the magnitude spectra two waves of different
-  frequencies are about equally far apart whatever the gap, so MMD^2 there barely sees which frequencies a set
-  covers, while here the distance grows with the gap). In raw values the
-  amplitude's spread dominates the pairwise distances and so the bandwidths: a low-amplitude wave's shape
-  and phase then count little. In ``shape`` they count as much as a loud wave's. (On the waves preset alone
-  it lowered the sawtooth's MMD^2 and phase bunching but brought label flips to the latent sweep; with the
-  scale-free critic and a rate decay it is part of the preset, README issue 7.)
+  ``features``: a list of the spaces MMD^2 is taken in, summed: ``raw`` (each sample flattened); ``shape``
+  (each sample divided by its root-mean-square, per channel over time for sequences: the waveform without its
+  scale); and for sequences (batch, steps, channels) ``spectrum`` (the magnitude of each channel's FFT over
+  time, divided by the length: frequency and amplitude without the phase) and ``spectral_cdf`` (each
+  channel's cumulative power spectrum over the non-zero frequencies, divided by its total: where along the
+  frequency axis a wave's power lies). In raw values the amplitude's spread dominates the pairwise distances
+  and so the bandwidths: a low-amplitude wave's shape and phase then count little; in ``shape`` they count as
+  much as a loud wave's. In ``spectrum`` two waves of different frequencies are about equally far apart
+  whatever the gap, so MMD^2 there barely sees which frequencies a set covers; in ``spectral_cdf`` the
+  distance grows with the gap. (README, issue 7: what each did on the waves preset.)
   ``per_class``: with integer class labels as the condition (CGAN, RCGAN), MMD^2 within each class of the
   batch, averaged over the classes present (a class with fewer than 2 real or fake samples is skipped);
   otherwise over the whole batch. (Each class's bandwidths come from its own pooled distances; selecting the
