@@ -31,13 +31,19 @@ def _with_labels(inputs: torch.Tensor, embed: nn.Embedding | None, labels: torch
     return torch.cat([inputs, per_step], dim=-1)
 
 
+def power_spectrum(x: torch.Tensor) -> torch.Tensor:
+    """|rfft|^2 over time of (batch, steps, channels), the transform divided by the length: (batch, steps // 2 +
+    1, channels), as re^2 + im^2 (no abs(), whose gradient at a zero bin is undefined)."""
+    spectrum = torch.fft.rfft(x, dim=1) / x.shape[1]
+    return spectrum.real.square() + spectrum.imag.square()
+
+
 def magnitude_spectrum(x: torch.Tensor) -> torch.Tensor:
     """|rfft| over time of (batch, steps, channels), divided by the length: (batch, (steps // 2 + 1) * channels).
 
     sqrt(re^2 + im^2 + eps) rather than abs(): a finite gradient at a zero bin (an exact sine's other bins).
     """
-    spectrum = torch.fft.rfft(x, dim=1) / x.shape[1]
-    return (spectrum.real.square() + spectrum.imag.square() + 1e-12).sqrt().flatten(1)
+    return (power_spectrum(x) + 1e-12).sqrt().flatten(1)
 
 
 def spectral_cdf(x: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
@@ -50,7 +56,7 @@ def spectral_cdf(x: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
     equally far apart as soon as their peaks stop overlapping: a kernel on spectra hardly sees which
     frequencies a set covers, a kernel on these does.
     """
-    power = (torch.fft.rfft(x, dim=1)[:, 1:] / x.shape[1]).abs().square()
+    power = power_spectrum(x)[:, 1:]
     return (power.cumsum(1) / (power.sum(1, keepdim=True) + eps)).flatten(1)
 
 
