@@ -325,6 +325,17 @@ def test_mmd_matching_trains_rcgan_from_the_config(train_config):
     assert math.isfinite(metrics["g/mmd"]) and metrics["g/mmd"] != 0
 
 
+def test_latent_tails_train_rcgan_with_both_terms_in_both_losses(train_config):
+    """`trick=[latent_tails]` on RCGAN: widened-latent fakes for the batch's labels, each player's term logged
+    and part of its loss."""
+    cfg = train_config(*TINY, "model=rcgan", "trick=[latent_tails]", "trainer.max_steps=4", fast=False)
+    model, metrics, shapes = fit(cfg)
+    assert model.gen_step == 2 and {"d/tails", "g/tails", "d/fake", "g/adv"} <= metrics.keys()
+    assert metrics["d/loss"] == pytest.approx(metrics["d/real"] + metrics["d/fake"] + metrics["d/tails"], rel=1e-5)
+    assert metrics["g/loss"] == pytest.approx(metrics["g/adv"] + metrics["g/tails"], rel=1e-5)
+    assert (8, 30) in shapes  # D scored the 8 tail fakes (half the batch of 16) step by step
+
+
 def test_mmd_matching_extra_fakes_come_from_g_for_every_class_of_the_real_batch(train_config):
     """``extra_fakes=5``: G makes 5 more samples per class of the real batch for the term alone. With D's fakes
     detached and all of one class, the term still reaches G's weights, and it now compares both classes (the

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import copy
 import math
+from functools import partial
 from pathlib import Path
 
 import pytest
 import torch
+import torch.nn.functional as F
 from hydra.errors import ConfigCompositionException, InstantiationException
 from hydra.utils import instantiate
 from torch import nn
@@ -320,6 +322,60 @@ def test_mmd_matching_rejects_bad_settings():
         MMDMatching(memory=-1)
     with pytest.raises(ValueError, match=r"needs sequences .* use features=\[raw\]"):
         MMDMatching(features=["spectrum"]).distance(images(4), images(4, 1))
+
+
+# ---- latent tails ------------------------------------------------------------------------------------------
+def test_latent_tails_give_each_player_the_loss_terms_of_samples_from_the_widened_latent(model_with):
+    """D's extra term is the loss's own fake term on G(scale z) and trains D only; G's is its adversarial term
+    on such samples and reaches G. Samples of 3 z lie further from G(0) than samples of z."""
+    model = model_with("trick=[latent_tails]", "trick.latent_tails.scale=3", "trick.latent_tails.fraction=0.5")
+    trick = model.tricks["latent_tails"]
+    view = StepView(None, images(8, 0), images(8, 1), None, None, partial(model.discriminate, cond=None))
+    torch.manual_seed(1)
+    terms = trick.d_terms(model, view, {"fake": torch.tensor(1.0)})
+    torch.manual_seed(1)
+    tails, cond = trick.tail_fakes(model, view)
+    assert tails.shape == (4, 1, 28, 28) and cond is None  # half the batch
+    assert terms["fake"].item() == 1.0  # the step's own terms are kept
+    assert terms["tails"].item() == pytest.approx(F.softplus(model.discriminate(tails)).mean().item(), rel=1e-5)
+    d_weight, g_weight = model.discriminator.net[1].weight, model.generator.net[0].weight
+    assert torch.autograd.grad(terms["tails"], d_weight, retain_graph=True)[0].abs().sum() > 0
+    assert torch.autograd.grad(terms["tails"], g_weight, allow_unused=True)[0] is None  # G's samples are detached
+
+    torch.manual_seed(2)
+    g_tails = trick.g_terms(model, view, {})["tails"]
+    torch.manual_seed(2)
+    tails, _ = trick.tail_fakes(model, view)
+    assert g_tails.item() == pytest.approx(F.softplus(-model.discriminate(tails)).mean().item(), rel=1e-5)
+    assert torch.autograd.grad(g_tails, g_weight)[0].abs().sum() > 0
+
+    model.eval()  # G's batch norm: one sample (the centre) at a time
+    with torch.no_grad():
+        centre = model.generate(torch.zeros(1, model.latent_dim))
+        torch.manual_seed(3)
+        far = (trick.tail_fakes(model, StepView(None, images(256), None, None, None, None))[0] - centre).flatten(1)
+        near = (model.generate(model.sample_latent(128)) - centre).flatten(1)
+    far, near = far.norm(dim=1), near.norm(dim=1)
+    assert far.mean() > 1.2 * near.mean()
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["trick.latent_tails.scale=1.0"], r"scale must be > 1"),
+        (["trick.latent_tails.fraction=1.5"], r"fraction must be in \(0, 1\]"),
+        (["loss=cramer"], r"needs a loss whose critic terms have a fake part .*CramerLoss"),
+        (["loss=loss_sensitive"], r"needs a loss whose critic terms have a fake part"),
+    ],
+)
+def test_latent_tails_reject_bad_settings(model_with, overrides, message):
+    with pytest.raises((ValueError, InstantiationException), match=message):
+        model_with("trick=[latent_tails]", *overrides)
+
+
+def test_latent_tails_reject_a_latent_that_is_not_gaussian(train_config):
+    with pytest.raises((ValueError, InstantiationException), match=r"InfoGAN's latent is not one"):
+        build_model(train_config("model=infogan", "trick=[latent_tails]"))
 
 
 # ---- minibatch discrimination ------------------------------------------------------------------------------

@@ -55,6 +55,8 @@ class AAE(LabelledSubset, AdversarialModule):
     the model completes with the code width: ``latent_dim`` (+ ``num_categories`` with the categorical prior),
     and for the decoder in supervised mode ``num_classes`` more for the one-hot label."""
 
+    latent_is_gaussian = False  # D judges codes against priors of their own
+
     def __init__(
         self,
         generator: NetFactory,

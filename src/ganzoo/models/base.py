@@ -23,7 +23,7 @@ import random
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from functools import partial
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pytorch_lightning as pl
@@ -38,6 +38,10 @@ Terms = dict[str, Tensor]
 
 
 class AdversarialModule(pl.LightningModule):
+    # Whether the whole latent of sample_latent is N(0, I), so that scale * z is a wider draw of the same
+    # prior (trick.latent_tails). False for latents with codes or other priors.
+    latent_is_gaussian: ClassVar[bool] = True
+
     def __init__(
         self,
         generator: nn.Module,

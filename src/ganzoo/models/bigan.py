@@ -44,6 +44,8 @@ class BiGAN(AdversarialModule):
     """G(z) and E(x) against D(x, z). ``discriminator`` reads packed pairs (e.g.
     :class:`ganzoo.nets.encoders.JointMLPDiscriminator`); ``encoder`` maps images to ``latent_dim`` codes."""
 
+    latent_is_gaussian = False  # D scores (x, z) pairs, and the prior may be uniform
+
     def __init__(self, *args: Any, encoder: nn.Module, prior: str = "uniform", **kwargs: Any) -> None:
         """The arguments of :class:`AdversarialModule`, plus E and the prior of z: ``uniform`` on [-1, 1]^d
         (the paper's MNIST setting) or ``gaussian`` N(0, I)."""

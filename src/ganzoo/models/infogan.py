@@ -41,6 +41,8 @@ class InfoGAN(AdversarialModule):
     completes G with its input width (``latent_dim + num_categories + num_continuous``) and Q with the width of
     D's body features."""
 
+    latent_is_gaussian = False  # categorical and uniform codes
+
     def __init__(
         self,
         generator: NetFactory,
