@@ -373,9 +373,13 @@ def test_latent_tails_reject_bad_settings(model_with, overrides, message):
         model_with("trick=[latent_tails]", *overrides)
 
 
-def test_latent_tails_reject_a_latent_that_is_not_gaussian(train_config):
-    with pytest.raises((ValueError, InstantiationException), match=r"InfoGAN's latent is not one"):
-        build_model(train_config("model=infogan", "trick=[latent_tails]"))
+@pytest.mark.parametrize(
+    ("model", "message"),
+    [("infogan", r"InfoGAN's latent is not one"), ("ssgan", r"base loop's critic terms; SSGAN has its own")],
+)
+def test_latent_tails_reject_models_they_cannot_apply_to(train_config, model, message):
+    with pytest.raises((ValueError, InstantiationException), match=message):
+        build_model(train_config(f"model={model}", "trick=[latent_tails]"))
 
 
 # ---- minibatch discrimination ------------------------------------------------------------------------------

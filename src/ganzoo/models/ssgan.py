@@ -30,8 +30,6 @@ class SSGAN(LabelledSubset, AdversarialModule):
     """Improved-GAN semi-supervised GAN. ``discriminator`` maps images to ``num_classes`` logits and has
     ``features(x)``, the layer feature matching uses (e.g. :class:`ganzoo.nets.conditional.NoisyMLPClassifier`)."""
 
-    latent_is_gaussian = False  # D is a K+1-way classifier with its own terms
-
     def __init__(
         self,
         *args: Any,

@@ -24,8 +24,9 @@ Knobs:
   batch's first ``n`` samples (a shuffled batch: a random draw of the data's labels).
   ``weight``: the weight of both players' extra terms (``d/tails``, ``g/tails``).
 
-For models whose whole latent is N(0, I) (``latent_is_gaussian``): GAN, DCGAN, CGAN, RGAN / RCGAN, the table
-GAN; InfoGAN's codes, BiGAN's pairs and the adversarial autoencoder's priors are not a Gaussian to widen.
+For models whose whole latent is N(0, I) (``latent_is_gaussian``) and whose critic terms are the base loop's:
+GAN, DCGAN, CGAN, RGAN / RCGAN; InfoGAN's codes, BiGAN's pairs and the adversarial autoencoder's priors are not
+a Gaussian to widen, and the semi-supervised GAN's K+1-way critic has terms of its own.
 With the losses whose critic terms split into ``real`` and ``fake`` parts (all but the loss-sensitive and
 Cramer GANs), so that the tail fakes add a fake term of the loss's own kind.
 """
@@ -55,9 +56,15 @@ class LatentTails(Trick):
         self.scale, self.fraction, self.weight = scale, fraction, weight
 
     def setup(self, module: AdversarialModule) -> None:
+        from ganzoo.models.base import AdversarialModule  # here: the models import the trick API
+
         name = type(module).__name__
         if not getattr(module, "latent_is_gaussian", False):
             raise ValueError(f"trick.latent_tails widens an N(0, I) latent; {name}'s latent is not one: drop the trick")
+        if type(module).discriminator_terms is not AdversarialModule.discriminator_terms:
+            raise ValueError(
+                f"trick.latent_tails adds to the base loop's critic terms; {name} has its own: drop the trick"
+            )
         loss = module.loss
         if not _fake_term_of_its_own(loss):
             raise ValueError(
