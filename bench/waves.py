@@ -93,9 +93,12 @@ def train_and_score(args: argparse.Namespace) -> None:
 def write_report(out: Path) -> None:
     """The 'waves' section: metric rows (target, real floor, then one column per finished run) and, per run,
     its training facts and commands."""
+    # A run is finished once its commands are written, after its last scoring: a neighbour still training or
+    # being scored into the same --out (runs side by side) is left out, not read half-written.
+    finished = [run for run in sorted(out.glob("rcgan_*")) if (run / "bench_commands.json").exists()]
     scored = [
         (run, which)
-        for run in sorted(out.glob("rcgan_*"))
+        for run in finished
         for which in CHECKPOINTS
         if (run / "checkpoints" / f"metrics_{which}.json").exists()
     ]
