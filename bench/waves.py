@@ -6,6 +6,7 @@ checkpoints with ``src/evaluate.py``, and write the 'waves' section of bench/res
     python bench/waves.py --tag seed2 --set seed=2     # another seed, in its own run dir
     python bench/waves.py --loss wgan_gp               # the LSTM critic with a gradient penalty
     python bench/waves.py --report-only                # rebuild the section from finished runs
+    python bench/waves.py --rescore --out DIR          # score DIR's finished runs again (after a metric change)
 
 Each run trains in its own run dir, ``<out>/rcgan_<loss>[_<tag>]`` (replaced when run again), on ``--threads``
 threads (1: these LSTMs are too small for intra-op threads to pay). The budget: the preset's own
@@ -71,6 +72,17 @@ def train_and_score(args: argparse.Namespace) -> None:
         f"hydra.run.dir={run_dir}",
     ]
     run(train, args.threads)
+    commands = {
+        "bench": "python bench/waves.py " + " ".join(sys.argv[1:]),
+        "train": "python " + " ".join(train[:-1]),  # without this machine's run dir
+        "evaluate": "python " + " ".join(score(run_dir, args)),
+    }
+    (run_dir / "bench_commands.json").write_text(json.dumps(commands, indent=2) + "\n")
+
+
+def score(run_dir: Path, args: argparse.Namespace) -> list[str]:
+    """Score a run's checkpoints into ``<run dir>/checkpoints/metrics_<best|last>.json`` (and the sweep figures
+    beside them); returns the evaluate.py command, with ``CKPT`` for the checkpoint."""
     evaluate = [
         "src/evaluate.py",
         f"ckpt_path={CKPT}",
@@ -82,20 +94,32 @@ def train_and_score(args: argparse.Namespace) -> None:
         if path.exists():  # best_waves.ckpt: only with the sequence metrics callback (metrics=sequence)
             out = f"out={path.with_name(f'metrics_{which}.json')}"
             run([evaluate[0], f"ckpt_path={path}", *evaluate[2:], out], args.threads)
-    commands = {
-        "bench": "python bench/waves.py " + " ".join(sys.argv[1:]),
-        "train": "python " + " ".join(train[:-1]),  # without this machine's run dir
-        "evaluate": "python " + " ".join(evaluate),
-    }
-    (run_dir / "bench_commands.json").write_text(json.dumps(commands, indent=2) + "\n")
+    return evaluate
+
+
+def rescore(args: argparse.Namespace) -> None:
+    """Score every finished run under ``args.out`` again (after a change to the metrics), training nothing; each
+    run's commands then name the evaluate.py command it was scored with last."""
+    finished = finished_runs(args.out)
+    if not finished:
+        raise SystemExit(f"no finished runs under {args.out} to score again")
+    for run_dir in finished:
+        commands_file = run_dir / "bench_commands.json"
+        commands = json.loads(commands_file.read_text())
+        commands["evaluate"] = "python " + " ".join(score(run_dir, args))
+        commands_file.write_text(json.dumps(commands, indent=2) + "\n")
+
+
+def finished_runs(out: Path) -> list[Path]:
+    """The runs under ``out`` whose commands are written: that happens after their last scoring, so a neighbour
+    still training or being scored into the same --out (runs side by side) is left out, not read half-written."""
+    return [run for run in sorted(out.glob("rcgan_*")) if (run / "bench_commands.json").exists()]
 
 
 def write_report(out: Path) -> None:
     """The 'waves' section: metric rows (target, real floor, then one column per finished run) and, per run,
     its training facts and commands."""
-    # A run is finished once its commands are written, after its last scoring: a neighbour still training or
-    # being scored into the same --out (runs side by side) is left out, not read half-written.
-    finished = [run for run in sorted(out.glob("rcgan_*")) if (run / "bench_commands.json").exists()]
+    finished = finished_runs(out)
     scored = [
         (run, which)
         for run in finished
@@ -160,11 +184,16 @@ def main() -> None:
     parser.add_argument("--set", nargs="*", default=[], help="extra train.py overrides")
     parser.add_argument("--eval-set", nargs="*", default=[], help="extra evaluate.py overrides")
     parser.add_argument("--report-only", action="store_true")
+    parser.add_argument("--rescore", action="store_true", help="score the finished runs under --out again")
     args = parser.parse_args()
     if args.minutes is not None and args.minutes < 1:
         parser.error("--minutes must be >= 1")
+    if args.rescore and args.report_only:
+        parser.error("--rescore and --report-only exclude each other: --rescore also rewrites the report")
     torch.set_num_threads(args.threads)  # what machine() reports, as the runs use
-    if not args.report_only:
+    if args.rescore:
+        rescore(args)
+    elif not args.report_only:
         train_and_score(args)
     write_report(args.out)
 

@@ -19,6 +19,7 @@ from ganzoo.metrics.sequence import (
     grid_smoothness,
     kuiper,
     mmd2_rbf,
+    predictive_mae,
     real_floor,
     sweep_smoothness,
     train_classifier,
@@ -112,6 +113,20 @@ def test_discriminative_score_separates_shapes(real, same):
     assert same_score < 0.1 and other_score > 0.4
 
 
+def test_predictive_mae_averages_seeded_predictors_and_sees_wrong_dynamics(real, same):
+    x, labels, _ = real
+    y, _, _ = same
+    mean, std = predictive_mae(x, y, runs=2, steps=150, seed=5)
+    singles = [predictive_mae(x, y, runs=1, steps=150, seed=s) for s in (5, 6)]
+    assert all(single_std == 0 for _, single_std in singles)
+    assert mean == pytest.approx(np.mean([m for m, _ in singles])) and std == pytest.approx(
+        np.std([m for m, _ in singles])
+    )
+    # Trained on waves drawn backwards in time, the predictor learns the wrong next step for real ones.
+    reversed_mean, _ = predictive_mae(x.flip(1), y, runs=2, steps=150, seed=5)
+    assert reversed_mean > 1.5 * mean
+
+
 def test_sweep_smoothness_on_an_ordered_sweep(real):
     classifier = train_classifier(*real[:2], steps=100)
     # A hand-made "latent sweep": sines of rising frequency.
@@ -127,7 +142,8 @@ def test_real_floor_reports_every_metric_deterministically(real):
     first = real_floor(x[::2], labels[::2], seed=3, steps=20, runs=1)
     second = real_floor(x[::2], labels[::2], seed=3, steps=20, runs=1)
     assert first == second
-    expected = {"tstr", "trts", "disc_score", "disc_score_std", "pred_mae/tstr", "pred_mae/trtr"}
+    expected = {"tstr", "trts", "disc_score", "disc_score_std"}
+    expected |= {"pred_mae/tstr", "pred_mae/tstr_std", "pred_mae/trtr", "pred_mae/trtr_std"}
     expected |= {
         f"{m}/{g}"
         for m in ("mmd2", "mmd2_bandwidths", "ks_freq", "ks_amp", "kuiper_phase")
