@@ -467,14 +467,8 @@ PER_CLASS_TARGETS: dict[str, tuple[str, Callable[[float], bool]]] = {
     "ks_freq": ("<= 0.08", lambda v: v <= 0.08),
     "ks_amp": ("<= 0.08", lambda v: v <= 0.08),
 }
-SWEEP_KEYS = (
-    "rho_freq",
-    "rho_amp",
-    "freq_span",
-    "amp_span",
-    "label_flips",
-    "bases_passing",
-)  # shown beside the samples' scores
+# The sweep's figures shown beside the samples' scores.
+SWEEP_KEYS = ("rho_freq", "rho_amp", "freq_span", "amp_span", "label_flips", "bases_passing")
 
 
 def target(key: str) -> tuple[str, Callable[[float], bool]] | None:
