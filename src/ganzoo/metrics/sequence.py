@@ -678,7 +678,8 @@ def sweep_report(
     unconditional model), each drawn beside ``figures`` (if given) as ``<stem>_sweep_<class>.png``. Overall: the worst
     class's rho and span and the label flips of all classes. With ``options.sweep_bases`` > 1 also
     ``bases_passing``: the share of that many sweeps (base seeds ``seed``, ``seed + 1``, ...; the first is the one
-    above) whose rho and flips meet the issue's targets. When there is nothing to sweep, ``{"note": why}``."""
+    above) whose rho and flips meet the issue's targets, and ``per_base``: each one's rho and flips. When there is
+    nothing to sweep, ``{"note": why}``."""
     if not options.sweep:
         return {"note": "not measured (sequence.sweep=false)"}
     if model is None:
@@ -713,14 +714,14 @@ def sweep_report(
                 save_png(sweep_figure(sequences, positions, title), path)
         return grids
 
-    def meets_targets(grids: dict[str, dict[str, Any]]) -> bool:
-        scores = {f"sweep/rho_{q}": min((g[f"rho_{q}"] for g in grids.values()), key=abs) for q in ("freq", "amp")}
+    def summary(grids: dict[str, dict[str, Any]]) -> dict[str, float]:
+        """The worst class's rho per quantity and (conditional) the label flips of all classes."""
+        scores = {f"rho_{q}": min((g[f"rho_{q}"] for g in grids.values()), key=abs) for q in ("freq", "amp")}
         if conditional:
-            scores["sweep/label_flips"] = sum(g["label_flips"] for g in grids.values())
-        return all(TARGETS[key][1](value) for key, value in scores.items())
+            scores["label_flips"] = sum(g["label_flips"] for g in grids.values())
+        return scores
 
     grids = sweep_grids(seed, figures is not None)
-    worst = lambda quantity: min((grid[f"rho_{quantity}"] for grid in grids.values()), key=abs)
     report: dict[str, Any] = {
         "latent": _latent_words(model, shape, width),
         "grid": f"{options.sweep_steps} x {options.sweep_steps}: z = z_rest + a e1 + b e2 (e1, e2 orthonormal, "
@@ -732,18 +733,16 @@ def sweep_report(
             if plane == "attributes"
             else "e1, e2: a seeded random plane"
         ),
-        "rho_freq": worst("freq"),
-        "rho_amp": worst("amp"),
+        **summary(grids),
         "freq_span": min(grid["freq_span"] for grid in grids.values()),
         "amp_span": min(grid["amp_span"] for grid in grids.values()),
     }
-    if conditional:
-        report["label_flips"] = sum(grid["label_flips"] for grid in grids.values())
-    else:
+    if not conditional:
         report["note"] = "unconditional: no fixed label, so class changes along the sweep are not scored"
     if bases > 1:  # the same sweep through other base points z_rest: how much of the above is this draw's luck
-        passing = [meets_targets(grids)] + [meets_targets(sweep_grids(seed + k, False)) for k in range(1, bases)]
-        report |= {"bases": bases, "bases_passing": float(np.mean(passing))}
+        per_base = [summary(grids)] + [summary(sweep_grids(seed + k, False)) for k in range(1, bases)]
+        met = [all(TARGETS[f"sweep/{key}"][1](value) for key, value in base.items()) for base in per_base]
+        report |= {"bases": bases, "bases_passing": float(np.mean(met)), "per_base": per_base}
     return report | {"grids": grids}
 
 
