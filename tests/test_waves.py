@@ -90,8 +90,9 @@ def test_init_state_carries_the_latent_into_the_lstm_state():
     assert torch.allclose(outputs[False], outputs[False][:1].expand(4, -1, -1))
     assert outputs[True][:, :5].std(dim=0).min() > 1e-3  # the first steps differ between samples
     assert not any("init_state" in name for name in LSTMGenerator(latent_dim=5, hidden=8).state_dict())
-    with pytest.raises(ValueError, match="init_state and burn_in are the LSTM generator.s"):
-        ConvSequenceGenerator(latent_dim=5, init_state=True)
+    for lstm_only in ({"init_state": True}, {"burn_in": 3}, {"clock": True}):
+        with pytest.raises(ValueError, match="init_state, burn_in and clock are the LSTM generator.s"):
+            ConvSequenceGenerator(latent_dim=5, **lstm_only)
 
 
 @pytest.mark.parametrize("generator", [LSTMGenerator, ConvSequenceGenerator])
@@ -129,6 +130,21 @@ def test_burn_in_emits_a_window_of_a_longer_run_at_an_offset_set_by_the_first_la
     assert counts.min() > 850 and counts.max() < 1150
     with pytest.raises(ValueError, match="burn_in must be >= 0"):
         LSTMGenerator(latent_dim=3, burn_in=-1)
+
+
+def test_clock_feeds_every_step_its_place_in_the_window():
+    """clock: each step's input ends with 2 t / (seq_len - 1) - 1, so the generator is the plain one with one latent
+    feature more that holds -1 .. 1 across the window (the same weights give the same waves); not with burn_in."""
+    torch.manual_seed(0)
+    clocked = LSTMGenerator(latent_dim=5, hidden=8, seq_len=30, clock=True)
+    plain = LSTMGenerator(latent_dim=6, hidden=8, seq_len=30)
+    plain.load_state_dict(clocked.state_dict())
+    z = torch.randn(4, 30, 5)
+    ticks = torch.linspace(-1, 1, 30).view(1, 30, 1).expand(4, 30, 1)
+    assert torch.allclose(clocked(z), plain(torch.cat([z, ticks], dim=-1)), atol=1e-6)
+    assert not torch.allclose(clocked(z), plain(torch.cat([z, ticks.flip(1)], dim=-1)), atol=1e-3)
+    with pytest.raises(ValueError, match="clock marks the window's steps and burn_in moves the window"):
+        LSTMGenerator(latent_dim=5, clock=True, burn_in=4)
 
 
 @pytest.mark.parametrize("seq_len", [30, 32, 7])

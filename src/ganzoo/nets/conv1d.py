@@ -45,11 +45,13 @@ class ConvSequenceGenerator(SequenceGenerator):
         init_state: bool = False,
         burn_in: int = 0,
         uniform_latent: bool = False,
+        clock: bool = False,
     ) -> None:
         super().__init__(latent_dim, hidden, num_layers, seq_len, num_classes, embed_dim, channels, uniform_latent)
-        if init_state or burn_in:
+        if init_state or burn_in or clock:
             raise ValueError(
-                "model.generator.init_state and burn_in are the LSTM generator's: set them to false and 0 for this one"
+                "model.generator.init_state, burn_in and clock are the LSTM generator's: set them to false, 0 and "
+                "false for this one"
             )
         self.hidden, self.base_len = hidden, math.ceil(seq_len / 2**num_layers)
         self.project = nn.Sequential(nn.Linear(self.in_features, hidden * self.base_len), nn.ReLU())

@@ -136,6 +136,14 @@ class LSTMGenerator(SequenceGenerator):
     stationary signals: where a wave's cycle stands at the window's first step then depends on a uniform offset
     as well as on what the LSTM learned, and the start-up transient of the recurrence mostly falls before the
     window. Costs (seq_len + K) / seq_len of the LSTM's time.
+
+    ``clock``: every step's input also holds where the step stands in the window, 2 t / (seq_len - 1) - 1 (from -1
+    at the first step to 1 at the last; a positional input, as transformers get). Without it the LSTM has to
+    make a wave from its own dynamics, and a wave of about one cycle over the window is a slow oscillation that
+    a recurrence easily damps to a fixed point: on the waves (README, issue 7) G's lowest-frequency sawtooths, at
+    the latent sweep's edge, decayed into flat lines after half a cycle. With the clock a ramp over the window
+    is a linear function of one input. It marks the window's steps, so it does not go with ``burn_in`` (whose
+    window moves).
     """
 
     def __init__(
@@ -151,12 +159,16 @@ class LSTMGenerator(SequenceGenerator):
         init_state: bool = False,
         burn_in: int = 0,
         uniform_latent: bool = False,
+        clock: bool = False,
     ) -> None:
         super().__init__(latent_dim, hidden, num_layers, seq_len, num_classes, embed_dim, channels, uniform_latent)
         if burn_in < 0:
             raise ValueError(f"model.generator.burn_in must be >= 0 steps, got {burn_in}")
+        if clock and burn_in:
+            raise ValueError("model.generator.clock marks the window's steps and burn_in moves the window: set one")
         self.burn_in = burn_in
-        self.lstm = nn.LSTM(self.in_features, hidden, num_layers=num_layers, batch_first=True)
+        self.clock = clock
+        self.lstm = nn.LSTM(self.in_features + int(clock), hidden, num_layers=num_layers, batch_first=True)
         self.head = nn.Sequential(nn.Linear(hidden, channels), nn.Tanh() if tanh else nn.Identity())
         self.init_state = nn.Linear(self.in_features, 2 * num_layers * hidden) if init_state else None
 
@@ -171,6 +183,9 @@ class LSTMGenerator(SequenceGenerator):
         state = None if self.init_state is None else self._initial_state(inputs[:, 0])
         if self.burn_in:
             inputs = torch.cat([inputs[:, :1].expand(-1, self.burn_in, -1), inputs], dim=1)
+        if self.clock:
+            ticks = torch.linspace(-1.0, 1.0, inputs.shape[1], device=inputs.device, dtype=inputs.dtype)
+            inputs = torch.cat([inputs, ticks.view(1, -1, 1).expand(len(inputs), -1, 1)], dim=-1)
         out, _ = self.lstm(inputs, state)
         if self.burn_in:
             out = out.gather(1, self._window(z[:, 0, 0], z.shape[1]).unsqueeze(-1).expand(-1, -1, out.shape[-1]))
