@@ -67,6 +67,9 @@ def test_checkpoint_end_to_end(rcgan_ckpt):
     assert floor["ks_freq/all"] < 0.2 < samples["ks_freq/all"]
     sweep = report["sweep"]
     assert set(sweep["grids"]) == {"sine", "sawtooth"} and abs(sweep["rho_freq"]) <= 1
+    for name, grid in sweep["grids"].items():  # the 3 x 3 grid's points off its class, and the flips they make
+        assert all(point["class"] != name for point in grid["off_label"])
+        assert (len(grid["off_label"]) in (0, 9)) == (grid["label_flips"] == 0), name
     assert sweep["label_flips"] >= 0 and {"sweep/rho_amp", "sweep/label_flips"} <= report["targets"].keys()
     assert sweep["bases"] == 2 and samples["sweep/bases_passing"] in (0.0, 0.5, 1.0)
     assert "sweep/bases_passing" not in report["targets"]  # a measure of the draw's luck, not one of the issue's

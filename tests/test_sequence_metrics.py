@@ -202,3 +202,25 @@ def test_attribute_plane_finds_the_frequency_and_amplitude_directions(real):
     assert along["rho_freq"] > 0.95 and along["rho_amp"] > 0.95
     # frequency 3 + 0.5 a over a in [-2, 2]: the per-sequence vector itself moves by a (not a / sqrt(T))
     assert along["freq_span"] == pytest.approx(2.0, abs=0.1)
+
+
+def test_grid_names_the_points_its_classifier_puts_in_another_class(real):
+    # A sine grid with a sawtooth at its centre: two flips along its row and two along its column, and with the
+    # grid's label the report says which point, which class, and the wave's frequency and amplitude.
+    from ganzoo.callbacks.plots import latent_sweep
+    from ganzoo.data.waves import sawtooth
+
+    model, classifier = KnownWaves(), train_classifier(*real[:2], steps=100)
+    sequences, positions = latent_sweep(model, 0, 5, 2.0, 0, attribute_directions(model, 0, classifier, DEFAULT_SHAPES))
+    centre = (positions == 0).all(dim=1)
+    sequences[centre] = torch.from_numpy(0.5 * sawtooth(2 * math.pi * 3.0 * np.arange(30) / 30)).float().view(1, 30, 1)
+    grid = grid_smoothness(sequences, positions, classifier, DEFAULT_SHAPES, label=0)
+    assert grid["label_flips"] == 4
+    (point,) = grid["off_label"]
+    assert (point["a"], point["b"], point["class"]) == (0.0, 0.0, "sawtooth")
+    freq, amp = estimate_freq_amp(sequences[centre], torch.tensor([1]))  # read as a sawtooth, as the sweep reads it
+    assert (point["freq"], point["amp"]) == (float(freq[0]), float(amp[0]))
+    assert point["freq"] == pytest.approx(3.0, abs=0.3) and point["amp"] == pytest.approx(0.5, abs=0.1)
+    assert "off_label" not in grid_smoothness(sequences, positions, classifier)  # no label, nothing is off it
+    sequences[centre] = model.sample(torch.zeros(1, 30, 5))
+    assert grid_smoothness(sequences, positions, classifier, label=0)["off_label"] == []

@@ -419,8 +419,12 @@ def real_floor(real_x: Array, real_y: Array, seed: int = 0, **kwargs) -> dict[st
 
 
 def grid_smoothness(
-    sequences: Array, positions: Array, classifier: nn.Module, shapes: Sequence[str] = DEFAULT_SHAPES
-) -> dict[str, float | str | list[float]]:
+    sequences: Array,
+    positions: Array,
+    classifier: nn.Module,
+    shapes: Sequence[str] = DEFAULT_SHAPES,
+    label: int | None = None,
+) -> dict[str, Any]:
     """:func:`sweep_smoothness` along every row and every column of a 2-D sweep grid (``latent_sweep``).
 
     Per grid axis (a or b) the mean rho over the grid's lines along it; per quantity the axis with
@@ -428,6 +432,10 @@ def grid_smoothness(
     in advance. A line along which a quantity does not change at all counts as rho = 0. Label flips are
     summed over all lines. Rho is blind to scale (a collapsed generator whose output barely moves can still
     order it perfectly), so the span (max - min) of each quantity over the grid comes with it.
+
+    With the grid's class ``label`` (a conditional sweep), also ``off_label``: each grid point whose wave the
+    classifier puts in another class, as its (a, b), that class and the wave's frequency and amplitude (read as
+    that class's shape, as the rho are): what a label flip along a line comes from, and where in the grid it sits.
     """
     seqs, pos = _float_tensor(sequences), torch.as_tensor(positions)
     lines = {"a": [], "b": []}  # along a: fixed b (one grid column); along b: fixed a (one grid row)
@@ -445,8 +453,21 @@ def grid_smoothness(
         by_axis = [float(np.mean(np.nan_to_num([line[f"sweep/rho_{quantity}"] for line in lines[a]]))) for a in "ab"]
         best = int(np.argmax(np.abs(by_axis)))
         out |= {f"rho_{quantity}": by_axis[best], f"{quantity}_axis": "ab"[best], f"rho_{quantity}_by_axis": by_axis}
-    freq, amp = estimate_freq_amp(seqs, predict(classifier, seqs), shapes)
+    predicted = predict(classifier, seqs)
+    freq, amp = estimate_freq_amp(seqs, predicted, shapes)
     out |= {"freq_span": float(freq.max() - freq.min()), "amp_span": float(amp.max() - amp.min())}
+    if label is not None:
+        out["off_label"] = [
+            {
+                "a": float(pos[i, 0]),
+                "b": float(pos[i, 1]),
+                "class": shapes[c],
+                "freq": float(freq[i]),
+                "amp": float(amp[i]),
+            }
+            for i, c in enumerate(predicted.tolist())
+            if c != label
+        ]
     return out
 
 
@@ -707,7 +728,7 @@ def sweep_report(
             )
             steps, span = options.sweep_steps, options.sweep_span
             sequences, positions = latent_sweep(model, label, steps, span, base_seed, directions)
-            grids[name] = grid_smoothness(sequences, positions, classifier, shapes)
+            grids[name] = grid_smoothness(sequences, positions, classifier, shapes, label)
             if draw:
                 title = f"{type(model).__name__} latent sweep, {name}"
                 path = figures.with_name(f"{figures.stem}_sweep_{name}.png")
