@@ -743,6 +743,7 @@ def sweep_report(
         return scores
 
     grids = sweep_grids(seed, figures is not None)
+    scores = summary(grids)
     report: dict[str, Any] = {
         "latent": _latent_words(model, shape, width),
         "grid": f"{options.sweep_steps} x {options.sweep_steps}: z = z_rest + a e1 + b e2 (e1, e2 orthonormal, "
@@ -754,14 +755,14 @@ def sweep_report(
             if plane == "attributes"
             else "e1, e2: a seeded random plane"
         ),
-        **summary(grids),
+        **scores,
         "freq_span": min(grid["freq_span"] for grid in grids.values()),
         "amp_span": min(grid["amp_span"] for grid in grids.values()),
     }
     if not conditional:
         report["note"] = "unconditional: no fixed label, so class changes along the sweep are not scored"
     if bases > 1:  # the same sweep through other base points z_rest: how much of the above is this draw's luck
-        per_base = [summary(grids)] + [summary(sweep_grids(seed + k, False)) for k in range(1, bases)]
+        per_base = [scores] + [summary(sweep_grids(seed + k, False)) for k in range(1, bases)]
         met = [all(TARGETS[f"sweep/{key}"][1](value) for key, value in base.items()) for base in per_base]
         report |= {"bases": bases, "bases_passing": float(np.mean(met)), "per_base": per_base}
     return report | {"grids": grids}
